@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Out-of-tree compatibility shims.
+ *
+ * The drivers are written against the newest kernel API they support.
+ * Kbuild force-includes this header, in out-of-tree builds only, so the
+ * differences between kernels live here and nowhere else. Each shim is a
+ * __compat_ function plus a #define that redirects the real name to it;
+ * nothing here changes behaviour.
+ *
+ * Shims are chosen by COMPAT_HAVE_* flags that Kbuild sets by probing the
+ * target's headers, not by version: distribution kernels backport APIs.
+ */
+#ifndef _BALLOON_S4_COMPAT_H
+#define _BALLOON_S4_COMPAT_H
+
+#include <linux/version.h>
+
+/* The one version test: below 6.1, the probes below are not enough. */
+#if KERNEL_VERSION(6, 1, 0) > LINUX_VERSION_CODE
+#error "balloon-s4 supports kernels 6.1 and newer"
+#endif
+
+#include <linux/virtio_config.h>
+#include <uapi/linux/virtio_balloon.h>
+
+/*
+ * find_vqs() took parallel callbacks[]/names[]/ctx[] arrays until it was
+ * given one array of struct virtqueue_info (6.11).
+ */
+#ifndef COMPAT_HAVE_VIRTQUEUE_INFO
+#define COMPAT_MAX_VQS 8
+
+struct virtqueue_info {
+	const char *name;
+	vq_callback_t *callback;
+	bool ctx;
+};
+
+static inline int __compat_virtio_find_vqs(struct virtio_device *vdev,
+					   unsigned int nvqs,
+					   struct virtqueue *vqs[],
+					   struct virtqueue_info vqs_info[],
+					   struct irq_affinity *desc)
+{
+	vq_callback_t *callbacks[COMPAT_MAX_VQS];
+	const char *names[COMPAT_MAX_VQS];
+	bool ctx[COMPAT_MAX_VQS];
+	unsigned int i;
+
+	if (WARN_ON_ONCE(nvqs > COMPAT_MAX_VQS))
+		return -EINVAL;
+	for (i = 0; i < nvqs; i++) {
+		callbacks[i] = vqs_info[i].callback;
+		names[i] = vqs_info[i].name;
+		ctx[i] = vqs_info[i].ctx;
+	}
+	return vdev->config->find_vqs(vdev, nvqs, vqs, callbacks, names, ctx,
+				      desc);
+}
+
+#define virtio_find_vqs __compat_virtio_find_vqs
+#endif
+
+/*
+ * Statistics tags 10-15 joined the virtio specification and the uapi
+ * header in 6.10; the values are the specification's.
+ */
+#ifndef VIRTIO_BALLOON_S_OOM_KILL
+#define VIRTIO_BALLOON_S_OOM_KILL	10
+#define VIRTIO_BALLOON_S_ALLOC_STALL	11
+#define VIRTIO_BALLOON_S_ASYNC_SCAN	12
+#define VIRTIO_BALLOON_S_DIRECT_SCAN	13
+#define VIRTIO_BALLOON_S_ASYNC_RECLAIM	14
+#define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
+#endif
+
+#endif /* _BALLOON_S4_COMPAT_H */
