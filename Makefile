@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Balloon drivers with hibernation support: out-of-tree build and tests.
+#
+#   make                 build the modules for KDIR
+#   make install         install them into /lib/modules/<ver>/updates/
+#   make check           every test (installs its Debian packages)
+#   make demo            build, boot a guest, balloon, hibernate, resume
+#   make W=1             extra compiler warnings
+#
+# KDIR defaults to the running kernel's build tree and otherwise to the
+# newest installed Debian kernel headers.
+
+KDIR ?= $(firstword $(wildcard /lib/modules/$(shell uname -r)/build) \
+	$(lastword $(sort $(wildcard /usr/src/linux-headers-*-amd64))))
+
+# The release the modules are for. Not `make kernelrelease`: Debian's 6.1
+# header trees answer with the upstream version there.
+KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
+	$(KDIR)/include/generated/utsrelease.h)
+
+# Where the harness keeps guest images, per-kernel builds and results.
+BUILD_DIR ?= $(CURDIR)/build
+TESTDIR := tools/testing/balloon-s4
+
+.PHONY: all modules install clean check demo deps kdir-check
+
+all: modules
+
+kdir-check:
+	@test -n "$(KDIR)" -a -d "$(KDIR)" || { \
+		echo "No kernel build tree: install linux-headers-amd64 or set KDIR=" >&2; \
+		exit 1; }
+
+modules: kdir-check
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+# updates/ takes precedence over the in-tree module in depmod's search order.
+# Distribution header trees ask for signing but ship no key: skip it then.
+NOSIGN = $(if $(wildcard $(KDIR)/certs/signing_key.pem),,CONFIG_MODULE_SIG_ALL=)
+
+install: modules
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates $(NOSIGN) \
+		modules_install
+	depmod -a $(KVER)
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(CURDIR) clean 2>/dev/null
+	rm -rf $(BUILD_DIR)
+
+deps:
+	$(TESTDIR)/deps.sh
+
+check: deps
+	python3 $(TESTDIR)/run.py check --build-dir $(BUILD_DIR)
+
+demo: deps
+	python3 $(TESTDIR)/run.py demo --build-dir $(BUILD_DIR)

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""balloon-s4 test runner: builds, QEMU scenarios, and the demo.
+
+  run.py check [--only NAME ...]   every test; ends with "N passed, N failed"
+  run.py demo                      one narrated balloon/hibernate/resume
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, HERE)
+
+import vm                                            # noqa: E402
+import scenarios                                     # noqa: E402
+
+# What an out-of-tree build needs from the repository.
+SOURCES = ["Kbuild", "Makefile", "compat", "drivers"]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def _ver_key(s):
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", s)]
+
+
+def header_trees():
+    """Debian 12's header trees to build against: newest 6.1 and 6.12."""
+    trees = []
+    for series in ("6.1.", "6.12."):
+        cands = sorted(glob.glob("/usr/src/linux-headers-%s*-amd64" % series),
+                       key=_ver_key)
+        if cands:
+            trees.append(cands[-1])
+    return trees
+
+
+def guest_kernel(series):
+    """The newest Debian @series kernel whose headers are installed."""
+    for path in sorted(glob.glob("/boot/vmlinuz-%s.*-amd64" % series),
+                       key=_ver_key, reverse=True):
+        kver = path[len("/boot/vmlinuz-"):]
+        if os.path.isdir("/usr/src/linux-headers-%s" % kver):
+            return kver
+    raise SystemExit("no Debian %s kernel with headers: run deps.sh" % series)
+
+
+def build_module(kdir, outdir, w1=True):
+    """Build the drivers against @kdir in a copy of the sources.
+
+    Returns (ok, warnings, log text, path of virtio_balloon.ko).
+    """
+    src = os.path.join(outdir, "src")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    for s in SOURCES:
+        p = os.path.join(ROOT, s)
+        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
+            p, os.path.join(src, s))
+    cmd = ["make", "-C", kdir, "M=" + src, "modules"]
+    if w1:
+        cmd.append("W=1")
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text = r.stdout.decode(errors="replace")
+    with open(os.path.join(outdir, "build.log"), "w") as f:
+        f.write(text)
+    warnings = [ln for ln in text.splitlines()
+                if re.search(r"\b(warning|error):", ln)]
+    ko = os.path.join(src, "drivers/virtio/virtio_balloon.ko")
+    return r.returncode == 0 and os.path.exists(ko), warnings, text, ko
+
+
+class Runner:
+    def __init__(self, build_dir):
+        self.build_dir = os.path.abspath(build_dir)
+        os.makedirs(self.build_dir, exist_ok=True)
+        self.results = []
+
+    def record(self, name, ok, detail="", skipped=False):
+        self.results.append((name, ok, skipped))
+        tag = "SKIP" if skipped else ("PASS" if ok else "FAIL")
+        log("%s %s%s" % (tag, name, (": " + detail) if detail else ""))
+
+    def builds(self):
+        """W=1 builds against every Debian 12 header tree; one test each."""
+        kos = {}
+        for kdir in header_trees():
+            kver = os.path.basename(kdir)[len("linux-headers-"):]
+            out = os.path.join(self.build_dir, "kbuild", kver)
+            ok, warns, text, ko = build_module(kdir, out)
+            detail = "%d warnings" % len(warns)
+            if not ok:
+                detail = "build failed:\n" + text[-3000:]
+            elif warns:
+                detail += ":\n" + "\n".join(warns[:20])
+            self.record("build %s W=1" % kver, ok and not warns, detail)
+            if ok:
+                kos[kver] = ko
+        return kos
+
+    def guest_image(self, series, kos):
+        """(kernel, initramfs) for a Debian @series guest, built on demand."""
+        kver = guest_kernel(series)
+        if kver not in kos:
+            out = os.path.join(self.build_dir, "kbuild", kver)
+            ok, _, text, ko = build_module("/usr/src/linux-headers-%s" % kver,
+                                           out)
+            if not ok:
+                raise SystemExit("cannot build for the guest:\n" + text)
+            kos[kver] = ko
+        initrd = os.path.join(self.build_dir, "initrd-%s.gz" % kver)
+        if not os.path.exists(initrd):
+            intree = vm.module_load_order(kver, ["virtio_balloon"])[-1]
+            vm.build_initramfs(initrd, kver, kos[kver], intree)
+        return "/boot/vmlinuz-%s" % kver, initrd
+
+    def guest_setup(self, kos):
+        for old in glob.glob(os.path.join(self.build_dir, "initrd-*.gz")):
+            os.unlink(old)
+        gdir = os.path.join(self.build_dir, "guests")
+
+        def make_guest(name, series="6.1", **kw):
+            kernel, initrd = self.guest_image(series, kos)
+            d = os.path.join(gdir, name)
+            shutil.rmtree(d, ignore_errors=True)
+            kw.setdefault("mem_mb", scenarios.MEM_MB)
+            return vm.Guest(d, kernel, initrd, log=log, **kw)
+        return guest_kernel("6.1"), make_guest
+
+    def scenarios(self, make_guest, only=None):
+        ctx = scenarios.Ctx(make_guest, log)
+        for fn in scenarios.SCENARIOS:
+            name = fn.__name__
+            if only and name not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                fn(ctx)
+                self.record(name, True, "%.0fs" % (time.monotonic() - t0))
+            except (scenarios.Failure, vm.GuestError) as e:
+                self.record(name, False, str(e))
+            except Exception:                            # harness bug
+                self.record(name, False, traceback.format_exc())
+            finally:
+                ctx.close()
+        return ctx.metrics
+
+    def summary(self):
+        passed = sum(1 for _, ok, sk in self.results if ok and not sk)
+        skipped = sum(1 for _, _, sk in self.results if sk)
+        failed = len(self.results) - passed - skipped
+        line = "%d passed, %d failed" % (passed, failed)
+        if skipped:
+            line += ", %d skipped" % skipped
+        log(line)
+        return 1 if failed else 0
+
+
+def cmd_check(args):
+    r = Runner(args.build_dir)
+    kos = {} if args.only else r.builds()
+    kver, make_guest = r.guest_setup(kos)
+    log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
+    metrics = r.scenarios(make_guest, args.only)
+    with open(os.path.join(r.build_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    for k, v in metrics.items():
+        log("  %-42s %s" % (k, v))
+    return r.summary()
+
+
+def cmd_demo(args):
+    r = Runner(args.build_dir)
+    t0 = time.monotonic()
+    kos = r.builds()
+    t_build = time.monotonic() - t0
+    kver, make_guest = r.guest_setup(kos)
+    g = make_guest("demo")
+    phases = [("build modules (6.1 + 6.12, W=1)", t_build)]
+    try:
+        t = time.monotonic()
+        g.boot()
+        phases.append(("boot guest to shell", time.monotonic() - t))
+        mem0 = g.meminfo()
+        digest = scenarios.write_data(g)
+        phases.append(("inflate balloon to %d MiB" % scenarios.HALF_MB,
+                       scenarios.set_and_wait(g, scenarios.HALF_MB)))
+        mem1 = g.meminfo()
+        phases.append(("hibernate: echo disk to power-off", g.hibernate()))
+        pages = g.need_to_copy()
+        t = time.monotonic()
+        g.resume()
+        phases.append(("resume: new QEMU to shell", time.monotonic() - t))
+        mem2 = g.meminfo()
+        scenarios.check_data(g, digest)
+        drop_mb, drop_us = scenarios.restore_drop_us(g)
+        phases.append(("  of which restore dropped %s MiB" % drop_mb,
+                       drop_us / 1e6))
+        phases.append(("re-inflate to 256 MiB after resume",
+                       scenarios.set_and_wait(g, 256)))
+        mem3 = g.meminfo()
+        scenarios.check_logs(g)
+    finally:
+        g.kill()
+
+    def mb(m, k):
+        return "%7.1f MiB" % (m[k] / vm.MiB)
+    log("")
+    log("balloon-s4 demo: virtio_balloon across hibernation (guest %s)" % kver)
+    log("")
+    log("%-34s %14s %14s" % ("", "MemTotal", "MemFree"))
+    for label, m in (("booted", mem0),
+                     ("balloon %d MiB" % scenarios.HALF_MB, mem1),
+                     ("after resume (balloon dropped)", mem2),
+                     ("new target 256 MiB", mem3)):
+        log("%-34s %14s %14s" % (label, mb(m, "MemTotal"), mb(m, "MemFree")))
+    log("")
+    log("hibernation image: %d pages (%.1f MiB) with a %d MiB balloon"
+        % (pages, pages * 4096 / vm.MiB, scenarios.HALF_MB))
+    log("tmpfs data checksum after resume: unchanged")
+    log("")
+    for label, secs in phases:
+        log("%-42s %8.2f s" % (label, secs))
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("command", choices=["check", "demo"])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", nargs="*", help="scenario names (check)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        log("warning: not root; QEMU and the builds may still work")
+    sys.exit(cmd_check(args) if args.command == "check" else cmd_demo(args))
+
+
+if __name__ == "__main__":
+    main()
