@@ -727,8 +727,9 @@ static void vb_del_vqs(struct vb_dev *vb)
  * The first statistics buffer is filled here, after a restore has dropped
  * the balloon, so that the host's first reading is current.
  *
- * Undone by vb_stop_users(). Return: 0 or a negative errno, in which case
- * nothing was started.
+ * Undone by vb_stop_users().
+ *
+ * Return: 0 or a negative errno, in which case nothing was started.
  */
 static int vb_start_users(struct vb_dev *vb)
 {
