@@ -1078,3 +1078,7 @@ module_exit(vb_exit);
 MODULE_DEVICE_TABLE(virtio, vb_id_table);
 MODULE_DESCRIPTION("Virtio memory balloon driver with hibernation support");
 MODULE_LICENSE("GPL");
+
+#ifdef CONFIG_VIRTIO_BALLOON_KUNIT_TEST
+#include "tests/virtio_balloon_kunit.c"
+#endif
