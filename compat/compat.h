@@ -21,8 +21,14 @@
 #error "balloon-s4 supports kernels 6.1 and newer"
 #endif
 
+#include <linux/module.h>
 #include <linux/virtio_config.h>
 #include <uapi/linux/virtio_balloon.h>
+
+/* Out-of-tree modules say which release of this project they are. */
+#ifdef BALLOON_S4_VERSION
+MODULE_VERSION(BALLOON_S4_VERSION);
+#endif
 
 /*
  * find_vqs() took parallel callbacks[]/names[]/ctx[] arrays until it was
