@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Turn this repository into a kernel patch series and apply it.
+
+  series.py prepare TARGET       pristine git tree from Debian's linux-source
+  series.py generate TARGET      commits on a branch, then git format-patch
+  series.py apply TARGET         git am the series on a fresh branch
+
+TARGET is 6.1 or 6.12. Trees and patches live under $BS4_CACHE
+(default /var/cache/balloon-s4), outside the clone, so that kernel builds
+in them stay incremental.
+
+Each patch is one logical change, in an order that builds at every step.
+A patch that touches a file the target already has changes that file:
+Kconfig entries and MAINTAINERS sections are spliced in, not appended.
+Where a target lacks an API the code uses, a hand-kept backport patch from
+tools/series/backport/<target>/ adapts the copied file, as a distribution
+would; make check builds the result, so a stale backport cannot go unseen.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+CACHE = os.environ.get("BS4_CACHE", "/var/cache/balloon-s4")
+TARGETS = ("6.1", "6.12")
+AUTHOR = "balloon-s4 team <team@balloon-s4.invalid>"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "balloon-s4 team",
+    "GIT_AUTHOR_EMAIL": "team@balloon-s4.invalid",
+    "GIT_COMMITTER_NAME": "balloon-s4 team",
+    "GIT_COMMITTER_EMAIL": "team@balloon-s4.invalid",
+    "GIT_AUTHOR_DATE": "2026-11-22T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2026-11-22T00:00:00+00:00",
+}
+SIGNOFF = "Signed-off-by: " + AUTHOR
+
+
+def tree_dir(target):
+    return os.path.join(CACHE, "trees", "linux-" + target)
+
+
+def out_dir(target):
+    return os.path.join(CACHE, "series", target)
+
+
+def git(tree, *args, check=True, capture=False):
+    env = dict(os.environ, **GIT_ENV)
+    r = subprocess.run(["git", "-C", tree] + list(args), env=env,
+                       check=check, text=True,
+                       stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                       stderr=subprocess.PIPE if capture else None)
+    return r.stdout if capture else r.returncode
+
+
+# -- the patches ---------------------------------------------------------
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def kconfig_blocks(text):
+    """{symbol: block text} for each 'config' entry in a Kconfig file."""
+    blocks = {}
+    for m in re.finditer(r"^config (\w+)\n(?:(?:\t| {2,}).*\n|\n(?=\t))*",
+                         text, re.M):
+        blocks[m.group(1)] = m.group(0).rstrip("\n") + "\n"
+    return blocks
+
+
+def splice_kconfig(tree, path, symbols, after=None):
+    """Put our entries for @symbols into @path: replace an existing entry,
+    else insert after the entry for @after."""
+    ours = kconfig_blocks(read(path))
+    full = os.path.join(tree, path)
+    with open(full) as f:
+        text = f.read()
+    theirs = kconfig_blocks(text)
+    for sym in symbols:
+        new = ours[sym]
+        if sym in theirs:
+            text = text.replace(theirs[sym], new, 1)
+        else:
+            anchor = kconfig_blocks(text)[after]
+            text = text.replace(anchor, anchor + "\n" + new, 1)
+        after = sym
+    with open(full, "w") as f:
+        f.write(text)
+
+
+def add_line_after(tree, path, anchor_re, line):
+    full = os.path.join(tree, path)
+    with open(full) as f:
+        lines = f.read().split("\n")
+    if line in lines:
+        return
+    for i, ln in enumerate(lines):
+        if re.search(anchor_re, ln):
+            lines.insert(i + 1, line)
+            break
+    else:
+        raise SystemExit("%s: no line matches %r" % (path, anchor_re))
+    with open(full, "w") as f:
+        f.write("\n".join(lines))
+
+
+def copy_file(tree, target, path, dest=None):
+    """Copy @path into the tree, then apply its backport for @target."""
+    dest = dest or path
+    full = os.path.join(tree, dest)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    shutil.copy(os.path.join(ROOT, path), full)
+    bp = os.path.join(HERE, "backport", target,
+                      path.replace("/", "_") + ".patch")
+    if os.path.exists(bp):
+        subprocess.run(["patch", "-s", "--no-backup-if-mismatch", full, bp],
+                       check=True)
+
+
+# Order of the keys inside a MAINTAINERS section.
+MAINT_KEYS = "MRLSWQBCPTFXNK"
+
+
+def maintainers_lines():
+    """{section: [lines]} from this repository's MAINTAINERS."""
+    out, section = {}, None
+    for line in read("MAINTAINERS").split("\n"):
+        if re.match(r"^[A-Z][A-Z0-9 ()/,.-]+$", line):
+            section = line
+            out[section] = []
+        elif section and re.match(r"^[A-Z]:\t", line):
+            out[section].append(line)
+    return out
+
+
+def maintainers_add(tree, want):
+    """Add the lines of ours for which @want(line) is true to their
+    sections, keeping each section's keys in order and F: sorted."""
+    full = os.path.join(tree, "MAINTAINERS")
+    with open(full) as f:
+        text = f.read()
+    for section, lines in maintainers_lines().items():
+        lines = [ln for ln in lines if want(ln)]
+        if not lines:
+            continue
+        m = re.search(r"^%s\n((?:[A-Z]:\t.*\n)+)" % re.escape(section), text,
+                      re.M)
+        if not m:
+            raise SystemExit("MAINTAINERS: no section %r" % section)
+        body = m.group(1).splitlines()
+
+        def key(ln):
+            return (MAINT_KEYS.index(ln[0]),
+                    ln[3:].lower() if ln[0] == "F" else "")
+        # Insert each line before the first that sorts after it; the
+        # section's own lines keep their order.
+        for ln in lines:
+            if ln in body:
+                continue
+            at = next((i for i, b in enumerate(body) if key(b) > key(ln)),
+                      len(body))
+            body.insert(at, ln)
+        text = text[:m.start(1)] + "\n".join(body) + "\n" + text[m.end(1):]
+    with open(full, "w") as f:
+        f.write(text)
+
+
+def maintainers_for(paths):
+    """want() for the F: lines that cover one of @paths."""
+    return lambda ln: ln.startswith("F:\t") and \
+        any(p.startswith(ln[3:]) for p in paths)
+
+
+KUNIT_INCLUDE = re.compile(r"\n#ifdef CONFIG_\w+_KUNIT_TEST\n#include \"tests/"
+                           r"[^\n]+\"\n#endif\n")
+
+
+def p_virtio_driver(tree, target):
+    copy_file(tree, target, "drivers/virtio/virtio_balloon.c")
+    # The tests arrive with their own patch.
+    full = os.path.join(tree, "drivers/virtio/virtio_balloon.c")
+    with open(full) as f:
+        text = f.read()
+    with open(full, "w") as f:
+        f.write(KUNIT_INCLUDE.sub("", text))
+    splice_kconfig(tree, "drivers/virtio/Kconfig", ["VIRTIO_BALLOON"])
+
+
+def p_virtio_kunit(tree, target):
+    tests = ["drivers/virtio/tests/virtio_balloon_kunit.c",
+             "drivers/virtio/tests/.kunitconfig"]
+    copy_file(tree, target, "drivers/virtio/virtio_balloon.c")
+    for t in tests:
+        copy_file(tree, target, t)
+    splice_kconfig(tree, "drivers/virtio/Kconfig",
+                   ["VIRTIO_BALLOON_KUNIT_TEST"], after="VIRTIO_BALLOON")
+    maintainers_add(tree, maintainers_for(tests))
+
+
+def p_docs(tree, target):
+    doc = "Documentation/virt/balloon-hibernation.rst"
+    copy_file(tree, target, doc)
+    add_line_after(tree, "Documentation/virt/index.rst", r"^\s+paravirt_ops$",
+                   "   balloon-hibernation")
+    maintainers_add(tree, maintainers_for([doc]))
+
+
+def p_maintainers(tree, target):
+    maintainers_add(tree, lambda ln: not ln.startswith("F:\t"))
+
+
+PATCHES = [
+    (p_virtio_driver,
+     "virtio_balloon: keep the balloon on thaw, drop it on restore",
+     """The driver deflated the whole balloon in its freeze callback, asking
+the host to back every ballooned page again just before the image is
+written, and could not tell thaw from restore afterwards. Page reporting
+also kept running on a non-freezable workqueue after freeze had deleted
+the virtqueues.
+
+Rework the driver around three distinct transitions:
+
+ - freeze stops every user of the virtqueues (balloon and statistics
+   work, free page reporting, the OOM notifier, migration), resets the
+   device and deletes the queues, without deflating: ballooned pages
+   are PageOffline and never reach the image.
+ - thaw re-creates the queues and keeps the balloon.
+ - restore re-creates the queues, returns every ballooned page to the
+   page allocator (telling the device first only with MUST_TELL_HOST),
+   reports an empty balloon and then follows the new host's target.
+
+Virtio hands thaw and restore to one restore() callback; the driver
+learns which from its own dev_pm_ops.restore_early(), which the PM core
+runs only on PMSG_RESTORE, before the transport resumes the device.
+
+Requests carry up to 4096 PFNs. Inflating keeps 1/32 of guest memory
+available and retries, logging once, so an unreachable target kills
+nothing. debugfs shows state, sizes and counters."""),
+    (p_virtio_kunit,
+     "virtio_balloon: add KUnit tests",
+     """Drive the driver against a fake virtio device: real split virtqueues
+whose notify hook plays the host, recording every PFN it is handed and
+completing buffers at once. Cover batching, page accounting, target
+clamping, the statistics encoding, and freeze followed by thaw, by
+restore, by restore with MUST_TELL_HOST, and by a restore that fails."""),
+    (p_docs,
+     "Documentation: virt: describe memory balloons across hibernation",
+     """Explain what virtio_balloon does on freeze, thaw and restore, why
+freeze does not deflate, how thaw is told from restore, and which
+pm_test and failure paths the PM core reports as restore."""),
+    (p_maintainers,
+     "MAINTAINERS: add a reviewer for the virtio balloon",
+     """Add the team behind the hibernation rework as reviewers of the virtio
+balloon, whose tests and documentation the previous patches added to
+the section."""),
+]
+
+COVER = """balloon drivers that survive hibernation
+
+Memory balloons and hibernation (ACPI S4) do not mix well today. A
+balloon that is inflated when the guest hibernates is either deflated
+just before the image is written, making the host back all of it at the
+worst moment, or carried into a restored guest whose host has never
+seen it.
+
+This series makes virtio_balloon treat freeze, thaw and restore as the
+three different events they are: freeze stops every user of the queues
+and keeps the balloon (ballooned pages are PageOffline and stay out of
+the image), thaw keeps it, restore hands it back to the guest and then
+follows the new host.
+
+Patches:
+%(list)s
+
+Testing: KUnit suites (patch 2) run under kunit.py with KASAN, UBSAN and
+lockdep; the project's QEMU harness hibernates real Debian 6.1 and 6.12
+guests with the balloon at half of memory, resumes them in a new QEMU,
+and checks checksums, MemTotal, QMP query-balloon and dmesg.
+
+checkpatch --strict: 0 errors and 0 warnings on every patch.
+%(checks)s
+"""
+
+
+# -- commands ------------------------------------------------------------
+
+def prepare(target):
+    tree = tree_dir(target)
+    if os.path.isdir(os.path.join(tree, ".git")) and \
+            git(tree, "rev-parse", "-q", "--verify", "pristine",
+                check=False) == 0:
+        return tree
+    tarball = "/usr/src/linux-source-%s.tar.xz" % target
+    if not os.path.exists(tarball):
+        raise SystemExit("%s missing: apt-get install linux-source-%s" %
+                         (tarball, target))
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(os.path.dirname(tree), exist_ok=True)
+    tmp = tree + ".unpack"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    subprocess.run(["tar", "-xf", tarball, "-C", tmp], check=True)
+    os.rename(os.path.join(tmp, "linux-source-" + target), tree)
+    os.rmdir(tmp)
+    git(tree, "init", "-q")
+    git(tree, "config", "core.autocrlf", "false")
+    git(tree, "add", "-A", "-f")
+    git(tree, "commit", "-q", "-m", "Debian linux-source-%s" % target)
+    git(tree, "tag", "pristine")
+    return tree
+
+
+def _checkout_fresh(tree, branch):
+    git(tree, "checkout", "-q", "-f", "pristine")
+    git(tree, "clean", "-q", "-fdx")
+    git(tree, "branch", "-q", "-D", branch, check=False, capture=True)
+    git(tree, "checkout", "-q", "-b", branch)
+
+
+def generate(target, checks_note=""):
+    """Commit each patch on branch bs4-gen; write the series; return paths."""
+    tree = prepare(target)
+    _checkout_fresh(tree, "bs4-gen")
+    for fn, subject, body in PATCHES:
+        fn(tree, target)
+        # -f: the kernel's .gitignore hides dotfiles such as .kunitconfig.
+        git(tree, "add", "-A", "-f")
+        git(tree, "commit", "-q", "-m",
+            "%s\n\n%s\n\n%s" % (subject, body, SIGNOFF))
+    out = out_dir(target)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    # MAINTAINERS first in each patch: checkpatch then sees that a patch
+    # adding files also names them there.
+    git(tree, "format-patch", "-q", "--cover-letter", "--no-signature",
+        "-O" + os.path.join(HERE, "orderfile"), "--base=pristine",
+        "-o", out, "pristine..bs4-gen")
+    paths = sorted(os.path.join(out, p) for p in os.listdir(out))
+    cover = paths[0]
+    with open(cover) as f:
+        text = f.read()
+    listing = "\n".join("  %d. %s" % (i + 1, s)
+                        for i, (_, s, _) in enumerate(PATCHES))
+    blurb = COVER % {"list": listing, "checks": checks_note}
+    title, _, rest = blurb.partition("\n")
+    text = text.replace("*** SUBJECT HERE ***", title)
+    text = text.replace("*** BLURB HERE ***", rest.strip() + "\n")
+    with open(cover, "w") as f:
+        f.write(text)
+    return paths
+
+
+def apply(target):
+    """git am the generated series on a fresh branch bs4 (checked out)."""
+    tree = prepare(target)
+    patches = [os.path.join(out_dir(target), p)
+               for p in sorted(os.listdir(out_dir(target)))
+               if not p.startswith("0000-")]
+    _checkout_fresh(tree, "bs4")
+    r = subprocess.run(["git", "-C", tree, "am", "-q", "--whitespace=error"]
+                       + patches, env=dict(os.environ, **GIT_ENV),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if r.returncode:
+        git(tree, "am", "--abort", check=False)
+        return False, r.stdout
+    return True, ""
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("prepare", "generate",
+                                                  "apply") \
+            or sys.argv[2] not in TARGETS:
+        raise SystemExit(__doc__)
+    cmd, target = sys.argv[1:]
+    if cmd == "prepare":
+        print(prepare(target))
+    elif cmd == "generate":
+        print("\n".join(generate(target)))
+    else:
+        ok, msg = apply(target)
+        print("applied" if ok else msg)
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
