@@ -6,6 +6,8 @@
 #   make install         install them into /lib/modules/<ver>/updates/
 #   make check           every test (installs its Debian packages)
 #   make demo            build, boot a guest, balloon, hibernate, resume
+#   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
+#   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
 #   make W=1             extra compiler warnings
 #
 # KDIR defaults to the running kernel's build tree and otherwise to the
@@ -23,7 +25,7 @@ KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
-.PHONY: all modules install clean check demo deps kdir-check
+.PHONY: all modules install clean check demo kunit series deps kdir-check
 
 all: modules
 
@@ -56,3 +58,9 @@ check: deps
 
 demo: deps
 	python3 $(TESTDIR)/run.py demo --build-dir $(BUILD_DIR)
+
+kunit: deps
+	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)
+
+series: deps
+	for t in 6.1 6.12; do python3 tools/series/series.py generate $$t || exit 1; done

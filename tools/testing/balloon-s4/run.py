@@ -23,9 +23,10 @@ sys.path.insert(0, HERE)
 
 import vm                                            # noqa: E402
 import scenarios                                     # noqa: E402
+import kernel_checks                                 # noqa: E402
 
 # What an out-of-tree build needs from the repository.
-SOURCES = ["Kbuild", "Makefile", "compat", "drivers"]
+SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "drivers"]
 
 
 def log(msg):
@@ -122,7 +123,9 @@ class Runner:
             kos[kver] = ko
         initrd = os.path.join(self.build_dir, "initrd-%s.gz" % kver)
         if not os.path.exists(initrd):
-            intree = vm.module_load_order(kver, ["virtio_balloon"])[-1]
+            # By path: modules.dep may name an updates/ or DKMS copy.
+            intree = glob.glob("/lib/modules/%s/kernel/drivers/virtio/"
+                               "virtio_balloon.ko*" % kver)[0]
             vm.build_initramfs(initrd, kver, kos[kver], intree)
         return "/boot/vmlinuz-%s" % kver, initrd
 
@@ -157,6 +160,65 @@ class Runner:
                 ctx.close()
         return ctx.metrics
 
+    def dkms(self):
+        """DKMS add/build/install for Debian's 6.1 kernel, checked with
+        modinfo, then removed again; a build-only pass for 6.12."""
+        conf = open(os.path.join(ROOT, "dkms.conf")).read()
+        name = re.search(r'^PACKAGE_NAME="(.*)"', conf, re.M).group(1)
+        ver = re.search(r'^PACKAGE_VERSION="(.*)"', conf, re.M).group(1)
+        pkg = "%s/%s" % (name, ver)
+        stage = os.path.join(self.build_dir, "dkms", "%s-%s" % (name, ver))
+        shutil.rmtree(os.path.dirname(stage), ignore_errors=True)
+        os.makedirs(stage)
+        for src in SOURCES:
+            p = os.path.join(ROOT, src)
+            (shutil.copytree if os.path.isdir(p) else shutil.copy)(
+                p, os.path.join(stage, src))
+
+        def sh(*cmd):
+            r = subprocess.run(cmd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            return r.returncode, r.stdout.decode(errors="replace")
+
+        def clean():
+            sh("dkms", "remove", pkg, "--all")
+            shutil.rmtree("/usr/src/%s-%s" % (name, ver), ignore_errors=True)
+
+        if not shutil.which("dkms"):
+            self.record("dkms install 6.1", False, "dkms is not installed")
+            return
+        k61, k612 = guest_kernel("6.1"), guest_kernel("6.12")
+        clean()
+        try:
+            steps = [("dkms", "add", stage),
+                     ("dkms", "build", pkg, "-k", k61),
+                     ("dkms", "install", pkg, "-k", k61)]
+            for cmd in steps:
+                rc, out = sh(*cmd)
+                if rc:
+                    self.record("dkms install 6.1", False,
+                                "%s failed:\n%s" % (" ".join(cmd),
+                                                     out[-2000:]))
+                    return
+            _, info = sh("modinfo", "-k", k61, "virtio_balloon")
+            fields = dict(re.findall(r"^(\w+):\s+(.*)$", info, re.M))
+            want = "/lib/modules/%s/updates/dkms/virtio_balloon.ko" % k61
+            problems = []
+            if not fields.get("filename", "").startswith(want):
+                problems.append("modprobe would load %s" %
+                                fields.get("filename"))
+            if fields.get("version") != ver:
+                problems.append("version %s, want %s" %
+                                (fields.get("version"), ver))
+            if "oom_pages" not in fields.get("parm", ""):
+                problems.append("no oom_pages parameter")
+            self.record("dkms install 6.1", not problems,
+                        "; ".join(problems) or "%s %s" % (want, ver))
+            rc, out = sh("dkms", "build", pkg, "-k", k612)
+            self.record("dkms build 6.12", rc == 0, out[-2000:] if rc else "")
+        finally:
+            clean()
+
     def summary(self):
         passed = sum(1 for _, ok, sk in self.results if ok and not sk)
         skipped = sum(1 for _, _, sk in self.results if sk)
@@ -170,6 +232,19 @@ class Runner:
 
 def cmd_check(args):
     r = Runner(args.build_dir)
+    kc = kernel_checks.KernelChecks(r.record, log)
+    if args.only and "kunit" in args.only:
+        for t in ("6.1", "6.12"):
+            if kc.prepare(t):
+                kc.kunit(t)
+        return r.summary()
+    if not args.only or "kernel" in args.only:
+        for t in ("6.1", "6.12"):
+            if kc.target(t):
+                kc.kunit(t)
+        r.dkms()
+        if args.only:
+            return r.summary()
     kos = {} if args.only else r.builds()
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
@@ -241,7 +316,9 @@ def main():
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("command", choices=["check", "demo"])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", nargs="*", help="scenario names (check)")
+    ap.add_argument("--only", nargs="*",
+                    help="scenario names; 'kernel' for the series, builds, "
+                         "KUnit and DKMS; 'kunit' for KUnit alone (check)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")
