@@ -290,15 +290,21 @@ checkpatch --strict: 0 errors and 0 warnings on every patch.
 # -- commands ------------------------------------------------------------
 
 def prepare(target):
+    """The pristine tree for @target, unpacked again when Debian's tarball
+    changed since it was made."""
     tree = tree_dir(target)
-    if os.path.isdir(os.path.join(tree, ".git")) and \
-            git(tree, "rev-parse", "-q", "--verify", "pristine",
-                check=False) == 0:
-        return tree
     tarball = "/usr/src/linux-source-%s.tar.xz" % target
     if not os.path.exists(tarball):
         raise SystemExit("%s missing: apt-get install linux-source-%s" %
                          (tarball, target))
+    st = os.stat(tarball)
+    ident = "%s %d %d\n" % (tarball, st.st_size, int(st.st_mtime))
+    stamp = os.path.join(os.path.dirname(tree), "linux-%s.source" % target)
+    if os.path.isdir(os.path.join(tree, ".git")) and \
+            git(tree, "rev-parse", "-q", "--verify", "pristine",
+                check=False) == 0 and \
+            os.path.exists(stamp) and open(stamp).read() == ident:
+        return tree
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(os.path.dirname(tree), exist_ok=True)
     tmp = tree + ".unpack"
@@ -312,6 +318,8 @@ def prepare(target):
     git(tree, "add", "-A", "-f")
     git(tree, "commit", "-q", "-m", "Debian linux-source-%s" % target)
     git(tree, "tag", "pristine")
+    with open(stamp, "w") as f:
+        f.write(ident)
     return tree
 
 

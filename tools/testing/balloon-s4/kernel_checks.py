@@ -155,8 +155,11 @@ class KernelChecks:
         warns = [ln for ln in out.splitlines()
                  if re.search(r"\b(warning|error):", ln)]
         mine = [ln for ln in warns if ours(ln)]
-        detail = "%d warnings in our files, %d elsewhere in %s, %.0fs" % (
+        others = sorted({re.sub(r":\d+:\d+:.*", "", ln).split("/linux-")[-1]
+                         for ln in warns if not ours(ln)})
+        detail = "%d warnings in our files, %d elsewhere in %s%s, %.0fs" % (
             len(mine), len(warns) - len(mine), " ".join(BUILD_DIRS),
+            (" (" + ", ".join(others) + ")") if others else "",
             time.monotonic() - t0)
         if rc:
             detail += "\n" + out[-3000:]
@@ -248,11 +251,13 @@ class KernelChecks:
                                                            secs))
 
 
-def _cases(node, prefix=""):
-    """(suite.case, status) for every test case in kunit.py's JSON."""
-    name = node.get("name", "")
-    if name and name != "KUnit Test":
-        prefix = (prefix + "." if prefix else "") + name
+def _cases(node, prefix=None):
+    """(suite.case, status) for every test case in kunit.py's JSON; the
+    root group, which kunit.py names itself, is left out of the names."""
+    if prefix is None:
+        prefix = ""
+    else:
+        prefix = (prefix + "." if prefix else "") + node.get("name", "")
     for c in node.get("test_cases", []):
         yield (prefix + "." + c["name"]), c["status"]
     for g in node.get("sub_groups", []):
