@@ -966,6 +966,8 @@ static int vb_restore(struct virtio_device *vdev)
 	struct vb_dev *vb = vdev->priv;
 	bool restoring = vb->pm_restoring;
 	const char *what = restoring ? "restore" : "thaw";
+	const char *step;
+	unsigned int held;
 	int err;
 
 	vb->pm_restoring = false;
@@ -978,12 +980,8 @@ static int vb_restore(struct virtio_device *vdev)
 	}
 	err = vb_init_vqs(vb);
 	if (err) {
-		vb_set_state(vb, VB_STATE_BROKEN);
-		mutex_unlock(&vb->lock);
-		dev_err(&vdev->dev,
-			"%s: cannot re-create virtqueues (%d); balloon off, %u pages held\n",
-			what, err, vb->num_bpages);
-		return err;
+		step = "re-create virtqueues";
+		goto err_broken;
 	}
 	vb_write_poison(vb);
 	virtio_device_ready(vdev);
@@ -1001,14 +999,18 @@ static int vb_restore(struct virtio_device *vdev)
 	if (err) {
 		mutex_lock(&vb->lock);
 		vb_del_vqs(vb);
-		vb_set_state(vb, VB_STATE_BROKEN);
-		mutex_unlock(&vb->lock);
-		dev_err(&vdev->dev,
-			"%s: cannot restart balloon users (%d); balloon off, %u pages held\n",
-			what, err, vb->num_bpages);
-		return err;
+		step = "restart balloon users";
+		goto err_broken;
 	}
 	return 0;
+
+err_broken:
+	vb_set_state(vb, VB_STATE_BROKEN);
+	held = vb->num_bpages;
+	mutex_unlock(&vb->lock);
+	dev_err(&vdev->dev, "%s: cannot %s (%d); balloon off, %u pages held\n",
+		what, step, err, held);
+	return err;
 }
 
 static int vb_pm_restore_early(struct device *dev)
