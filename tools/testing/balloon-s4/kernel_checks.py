@@ -155,8 +155,8 @@ class KernelChecks:
         warns = [ln for ln in out.splitlines()
                  if re.search(r"\b(warning|error):", ln)]
         mine = [ln for ln in warns if ours(ln)]
-        others = sorted({re.sub(r":\d+:\d+:.*", "", ln).split("/linux-")[-1]
-                         for ln in warns if not ours(ln)})
+        others = sorted({re.sub(r":\d+(:\d+)?: .*", "", ln).split(
+            "/linux-")[-1].split("/", 1)[-1] for ln in warns if not ours(ln)})
         detail = "%d warnings in our files, %d elsewhere in %s%s, %.0fs" % (
             len(mine), len(warns) - len(mine), " ".join(BUILD_DIRS),
             (" (" + ", ".join(others) + ")") if others else "",

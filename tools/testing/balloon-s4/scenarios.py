@@ -268,17 +268,39 @@ def s3_restore_nonzero_target(ctx):
     check_logs(g)
 
 
+def _through_transition(ctx, name, command, series="6.1", timeout=120):
+    """Balloon at half, data in tmpfs, then the PM transition @command.
+
+    Afterwards the data is intact and the balloon back at the host's
+    unchanged target. Returns (guest, MemTotal at boot, debugfs before);
+    the caller checks what is particular to the path, then
+    _queues_still_work().
+    """
+    g = ctx.guest(name, series=series)
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    before = g.debugfs()
+    g.sh(command, timeout=timeout)
+    check_data(g, digest)
+    g.wait_balloon(HALF_MB)
+    assert_balloon(g, base, HALF_MB, "after %s: " % name)
+    return g, base, before
+
+
+def _queues_still_work(g, base, name):
+    set_and_wait(g, 128)
+    assert_balloon(g, base, 128, "queues after %s: " % name)
+    check_logs(g)
+
+
 def s4_pm_test_devices(ctx):
     """Hibernation stopped after the devices froze: a thaw, and the
     balloon never leaves the guest's hands."""
-    g = ctx.guest("s4-devices")
-    g.boot()
-    base = memtotal(g)
-    set_and_wait(g, HALF_MB)
-    before = g.debugfs()
-    g.sh("echo devices > /sys/power/pm_test && "
-         "echo disk > /sys/power/state && echo none > /sys/power/pm_test",
-         timeout=120)
+    g, base, before = _through_transition(
+        ctx, "s4-devices", "echo devices > /sys/power/pm_test && "
+        "echo disk > /sys/power/state && echo none > /sys/power/pm_test")
     dbg = g.debugfs()
     check(dbg["thawed"] == "1" and dbg["restored"] == "0",
           "pm_test=devices: thawed=%s restored=%s", dbg["thawed"],
@@ -286,27 +308,16 @@ def s4_pm_test_devices(ctx):
     check(dbg["deflated"] == before["deflated"],
           "balloon deflated across a thaw (%s -> %s pages)",
           before["deflated"], dbg["deflated"])
-    assert_balloon(g, base, HALF_MB, "after thaw: ")
-    set_and_wait(g, 128)
-    assert_balloon(g, base, 128, "queues after thaw: ")
-    check_logs(g)
+    _queues_still_work(g, base, "thaw")
 
 
 def s4_pm_test_platform(ctx):
     """Stopped at the platform stage, the PM core resumes devices with
     PMSG_RESTORE; the balloon ends at the host's unchanged target."""
-    g = ctx.guest("s4-platform")
-    g.boot()
-    base = memtotal(g)
-    set_and_wait(g, HALF_MB)
-    g.sh("echo platform > /sys/power/pm_test && "
-         "echo disk > /sys/power/state && echo none > /sys/power/pm_test",
-         timeout=120)
-    g.wait_balloon(HALF_MB)
-    assert_balloon(g, base, HALF_MB, "after pm_test=platform: ")
-    set_and_wait(g, 128)
-    assert_balloon(g, base, 128, "queues after pm_test=platform: ")
-    check_logs(g)
+    g, base, _ = _through_transition(
+        ctx, "s4-platform", "echo platform > /sys/power/pm_test && "
+        "echo disk > /sys/power/state && echo none > /sys/power/pm_test")
+    _queues_still_work(g, base, "pm_test=platform")
 
 
 def s4_test_resume(ctx):
@@ -315,20 +326,11 @@ def s4_test_resume(ctx):
     Runs on 6.12: Debian's 6.1 opens the resume device exclusively in
     test_resume mode, which fails with EBUSY while it is the active swap.
     """
-    g = ctx.guest("s4-test-resume", series="6.12")
-    g.boot()
-    base = memtotal(g)
-    digest = write_data(g)
-    set_and_wait(g, HALF_MB)
-    g.sh("echo test_resume > /sys/power/disk && "
-         "echo disk > /sys/power/state && echo platform > /sys/power/disk",
-         timeout=300)
-    check_data(g, digest)
-    g.wait_balloon(HALF_MB)
-    assert_balloon(g, base, HALF_MB, "after test_resume: ")
-    set_and_wait(g, 128)
-    assert_balloon(g, base, 128, "queues after test_resume: ")
-    check_logs(g)
+    g, base, _ = _through_transition(
+        ctx, "s4-test-resume", "echo test_resume > /sys/power/disk && "
+        "echo disk > /sys/power/state && echo platform > /sys/power/disk",
+        series="6.12", timeout=300)
+    _queues_still_work(g, base, "test_resume")
 
 
 def s5_ten_cycles(ctx):
