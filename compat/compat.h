@@ -81,4 +81,12 @@ static inline int __compat_virtio_find_vqs(struct virtio_device *vdev,
 #define VIRTIO_BALLOON_S_DIRECT_RECLAIM	15
 #endif
 
+/*
+ * The kernel already exports hv_is_hibernation_supported() from its
+ * Hyper-V core (built in even with CONFIG_HYPERV=m); the out-of-tree
+ * copy must not collide with it.
+ */
+#define hv_is_hibernation_supported __compat_hv_is_hibernation_supported
+bool hv_is_hibernation_supported(void);
+
 #endif /* _BALLOON_S4_COMPAT_H */
