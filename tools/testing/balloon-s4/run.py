@@ -26,7 +26,7 @@ import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
 
 # What an out-of-tree build needs from the repository.
-SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "drivers"]
+SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
 
 
 def log(msg):
@@ -126,7 +126,10 @@ class Runner:
             # By path: modules.dep may name an updates/ or DKMS copy.
             intree = glob.glob("/lib/modules/%s/kernel/drivers/virtio/"
                                "virtio_balloon.ko*" % kver)[0]
-            vm.build_initramfs(initrd, kver, kos[kver], intree)
+            extra = [os.path.join(os.path.dirname(kos[kver]), "..", "..",
+                                  "hv_s4.ko")]
+            vm.build_initramfs(initrd, kver, kos[kver], intree,
+                               [e for e in extra if os.path.exists(e)])
         return "/boot/vmlinuz-%s" % kver, initrd
 
     def guest_setup(self, kos):
@@ -212,6 +215,10 @@ class Runner:
                                 (fields.get("version"), ver))
             if "oom_pages" not in fields.get("parm", ""):
                 problems.append("no oom_pages parameter")
+            _, hv = sh("modinfo", "-k", k61, "-F", "filename", "hv_s4")
+            if not hv.strip().startswith(os.path.dirname(want) + "/hv_s4.ko"):
+                problems.append("hv_s4 not installed by DKMS (%s)" %
+                                hv.strip())
             self.record("dkms install 6.1", not problems,
                         "; ".join(problems) or "%s %s" % (want, ver))
             rc, out = sh("dkms", "build", pkg, "-k", k612)

@@ -374,6 +374,34 @@ def s6_unload_inflated(ctx):
     check_logs(g)
 
 
+def s7_hv_s4_helper(ctx):
+    """The Hyper-V S4 helper reads real ACPI tables: S4 offered on the
+    default i440fx and q35 machines, not when QEMU disables it. It only
+    reports: a guest without S4 still hibernates and resumes."""
+    cases = [("pc", [], "Y"),
+             ("pc", ["-global", "PIIX4_PM.disable_s4=1"], "N"),
+             ("q35", [], "Y"),
+             ("q35", ["-global", "ICH9-LPC.disable_s4=1"], "N")]
+    for machine, extra, want in cases:
+        label = machine + (" " + extra[1] if extra else "")
+        g = ctx.guest("s7-" + label.replace(" ", "-").replace("=", ""),
+                      machine=machine, extra=extra, mem_mb=512)
+        g.boot()
+        got = g.sh("cat /sys/module/hv_s4/parameters/"
+                   "hibernation_supported").strip()
+        check(got == want, "%s: helper says %s, want %s", label, got, want)
+        modes = g.sh("cat /sys/power/disk").strip()
+        check(("platform" in modes) == (want == "Y"),
+              "%s: /sys/power/disk offers '%s'", label, modes)
+        if machine == "pc" and want == "N":
+            digest = write_data(g, 16)
+            g.hibernate()
+            check(g.resume() == 0, "%s: hibernation failed", label)
+            check_data(g, digest)
+        check_logs(g)
+        g.kill()
+
+
 SCENARIOS = [
     s1_inflate_deflate,
     s1_oversize_target,
@@ -385,6 +413,7 @@ SCENARIOS = [
     s4_test_resume,
     s5_ten_cycles,
     s6_unload_inflated,
+    s7_hv_s4_helper,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",

@@ -94,11 +94,14 @@ class _Cpio:
         return self.buf.getvalue()
 
 
-def build_initramfs(out, kver, balloon_ko, intree_ko=None):
-    """Write a gzip'd initramfs for Debian kernel @kver to @out."""
+def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=()):
+    """Write a gzip'd initramfs for Debian kernel @kver to @out.
+
+    @extra_kos are loaded at every fresh boot, before the balloon driver.
+    """
     cp = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules",
-              "lib/balloon", "lib/intree"):
+              "lib/balloon", "lib/intree", "lib/extra"):
         cp.dir(d)
     with open(shutil.which("busybox") or "/bin/busybox", "rb") as f:
         cp.file("bin/busybox", f.read(), 0o755)
@@ -114,6 +117,8 @@ def build_initramfs(out, kver, balloon_ko, intree_ko=None):
         cp.file("lib/balloon/virtio_balloon.ko", f.read())
     if intree_ko:
         cp.file("lib/intree/virtio_balloon.ko", _read_module(intree_ko))
+    for ko in extra_kos:
+        cp.file("lib/extra/" + os.path.basename(ko), _read_module(ko))
     with gzip.open(out, "wb", compresslevel=1) as f:
         f.write(cp.finish())
 
