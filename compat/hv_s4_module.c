@@ -7,6 +7,8 @@
  * shows its answer in /sys/module/hv_s4/parameters/hibernation_supported.
  */
 
+/* The force-included compat header already brought printk.h's default. */
+#undef pr_fmt
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
