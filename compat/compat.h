@@ -10,16 +10,10 @@
  *
  * Shims are chosen by COMPAT_HAVE_* flags that Kbuild sets by probing the
  * target's headers, not by version: distribution kernels backport APIs.
+ * Kbuild also refuses kernels older than 6.1, which need more than this.
  */
 #ifndef _BALLOON_S4_COMPAT_H
 #define _BALLOON_S4_COMPAT_H
-
-#include <linux/version.h>
-
-/* The one version test: below 6.1, the probes below are not enough. */
-#if KERNEL_VERSION(6, 1, 0) > LINUX_VERSION_CODE
-#error "balloon-s4 supports kernels 6.1 and newer"
-#endif
 
 #include <linux/module.h>
 #include <linux/virtio_config.h>
