@@ -422,6 +422,8 @@ out_unlock:
  * @tell_host: send the PFNs to the deflate queue and wait for the device
  *	before any page is reused.
  *
+ * Reports the new size to the device, as vb_inflate() does.
+ *
  * Context: vb->lock held. With @tell_host the device must be running.
  * Return: bpages deflated and given back to the page allocator.
  */
@@ -446,6 +448,7 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 	}
 	vb->num_bpages -= nr_pages * VB_BPAGES_PER_PAGE;
 	vb->counters[VB_CNT_DEFLATED] += nr_pages * VB_BPAGES_PER_PAGE;
+	vb_write_actual(vb);
 	vb_release_pages(&pages);
 	return nr_pages * VB_BPAGES_PER_PAGE;
 }
@@ -464,7 +467,6 @@ static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
 			mutex_lock(&vb->lock);
 		}
 	}
-	vb_write_actual(vb);
 }
 
 /*
@@ -502,10 +504,8 @@ static void vb_balloon_work(struct work_struct *work)
 	}
 	target = vb_target(vb);
 	held = vb->num_bpages;
-	if (target < held) {
+	if (target < held)
 		vb_deflate_locked(vb, held - target, true);
-		vb_write_actual(vb);
-	}
 	mutex_unlock(&vb->lock);
 
 	if (target > held && !vb_inflate(vb, target - held, held)) {
@@ -619,7 +619,6 @@ static int vb_oom_notify(struct notifier_block *nb, unsigned long unused,
 		done = vb_deflate_locked(vb, oom_pages * VB_BPAGES_PER_PAGE,
 					 true);
 		vb->counters[VB_CNT_OOM_DEFLATED] += done;
-		vb_write_actual(vb);
 	}
 	mutex_unlock(&vb->lock);
 	*freed += done / VB_BPAGES_PER_PAGE;
