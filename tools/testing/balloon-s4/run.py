@@ -58,18 +58,23 @@ def guest_kernel(series):
     raise SystemExit("no Debian %s kernel with headers: run deps.sh" % series)
 
 
+def copy_sources(dest):
+    """A fresh copy of what an out-of-tree build needs, in @dest."""
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for s in SOURCES:
+        p = os.path.join(ROOT, s)
+        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
+            p, os.path.join(dest, s))
+
+
 def build_module(kdir, outdir, w1=True):
     """Build the drivers against @kdir in a copy of the sources.
 
     Returns (ok, warnings, log text, path of virtio_balloon.ko).
     """
     src = os.path.join(outdir, "src")
-    shutil.rmtree(src, ignore_errors=True)
-    os.makedirs(src)
-    for s in SOURCES:
-        p = os.path.join(ROOT, s)
-        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
-            p, os.path.join(src, s))
+    copy_sources(src)
     cmd = ["make", "-C", kdir, "M=" + src, "modules"]
     if w1:
         cmd.append("W=1")
@@ -172,11 +177,7 @@ class Runner:
         pkg = "%s/%s" % (name, ver)
         stage = os.path.join(self.build_dir, "dkms", "%s-%s" % (name, ver))
         shutil.rmtree(os.path.dirname(stage), ignore_errors=True)
-        os.makedirs(stage)
-        for src in SOURCES:
-            p = os.path.join(ROOT, src)
-            (shutil.copytree if os.path.isdir(p) else shutil.copy)(
-                p, os.path.join(stage, src))
+        copy_sources(stage)
 
         def sh(*cmd):
             r = subprocess.run(cmd, stdout=subprocess.PIPE,

@@ -111,8 +111,7 @@ def hibernate_resume(ctx, g, resume_balloon_mb=0):
 
 def check_first_stats(g):
     """Right after restore, the buffer the driver posted is current."""
-    st = g.qmp.cmd("qom-get", path="/machine/peripheral/balloon0",
-                   property="guest-stats")
+    st = g.guest_stats()
     check(st["last-update"] > 0, "no statistics buffer after restore")
     check(st["stats"]["stat-total-memory"] == memtotal(g),
           "first statistics stale: total %d, MemTotal %d",
@@ -121,15 +120,12 @@ def check_first_stats(g):
 
 def check_stats(g):
     """The host polls statistics; the driver answers with current values."""
-    def stats():
-        return g.qmp.cmd("qom-get", path="/machine/peripheral/balloon0",
-                         property="guest-stats")
     g.qmp.cmd("qom-set", path="/machine/peripheral/balloon0",
               property="guest-stats-polling-interval", value=1)
-    first = stats()["last-update"]
+    first = g.guest_stats()["last-update"]
     deadline = time.monotonic() + 30
     while True:
-        st = stats()
+        st = g.guest_stats()
         if st["last-update"] > first:
             break
         check(time.monotonic() < deadline, "statistics never updated")

@@ -389,6 +389,11 @@ class Guest:
                                  (cur, balloon_mb, timeout))
             time.sleep(0.2)
 
+    def guest_stats(self):
+        """The balloon statistics QEMU last received (qom guest-stats)."""
+        return self.qmp.cmd("qom-get", path="/machine/peripheral/balloon0",
+                            property="guest-stats")
+
     def debugfs(self):
         out = self.sh("cat /sys/kernel/debug/virtio_balloon/*/status")
         return dict(re.findall(r"^(\w+): (.*?)\s*$", out, re.M))
