@@ -83,4 +83,32 @@ static inline int __compat_virtio_find_vqs(struct virtio_device *vdev,
 #define hv_is_hibernation_supported __compat_hv_is_hibernation_supported
 bool hv_is_hibernation_supported(void);
 
+/*
+ * hv_balloon.c, and only it, is compiled with COMPAT_HV_BALLOON.
+ *
+ * It defines pr_fmt before its first include, as drivers do; this header
+ * came first and pulled in the default, so drop that again.
+ *
+ * hv_driver.remove() returned int until 6.3. The driver defines a void
+ * hv_balloon_remove(): rename that definition (the function-like macro
+ * only matches where the name is followed by a parenthesis) and give the
+ * driver table an int wrapper under the original name.
+ */
+#ifdef COMPAT_HV_BALLOON
+#undef pr_fmt
+
+#ifndef COMPAT_HAVE_HV_VOID_REMOVE
+#include <linux/hyperv.h>
+
+static void __compat_hv_balloon_remove(struct hv_device *hdev);
+static inline int hv_balloon_remove(struct hv_device *hdev)
+{
+	__compat_hv_balloon_remove(hdev);
+	return 0;
+}
+
+#define hv_balloon_remove(hdev) __compat_hv_balloon_remove(hdev)
+#endif
+#endif
+
 #endif /* _BALLOON_S4_COMPAT_H */
