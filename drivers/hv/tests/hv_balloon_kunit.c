@@ -1,0 +1,811 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * KUnit tests for the Hyper-V Dynamic Memory driver.
+ *
+ * Included at the end of hv_balloon.c, so the cases reach the protocol's
+ * static functions. Each case runs the protocol against a fake host side
+ * (the VSP), which sits behind struct hv_dm_ops:
+ *
+ *  - send() records every message the guest sends and answers version and
+ *    capability messages at once, accepting or refusing as told;
+ *  - open() and close() stand for the channel, and open() can fail;
+ *  - alloc() hands out real pages, but can refuse 2 MiB blocks, stop after
+ *    a budget, or return pages that are never contiguous;
+ *  - add_memory() and online() record what hotplug would have done.
+ *
+ * Host messages go in through hv_dm_receive(), as the channel callback
+ * delivers them, and the case waits for the receive work.
+ */
+
+#include <kunit/test.h>
+
+struct hvb_sent {
+	struct list_head list;
+	u32 len;
+	u8 data[HV_DM_MSG_MAX] __aligned(8);
+};
+
+struct hvb_fake {
+	struct hv_dm dm;
+	struct kunit *test;
+
+	/* What the fake host does. */
+	unsigned int refuse_versions;	/* refuse this many, newest first */
+	bool refuse_caps;
+	bool fail_open;
+	bool no_2m;			/* alloc() fails every 2 MiB block */
+	bool scatter;			/* order-0 pages are never adjacent */
+	long budget;			/* pages alloc() may hand out; <0: any */
+	int add_memory_ret;
+
+	/* What it saw. */
+	struct mutex sent_lock;		/* protects @sent */
+	struct list_head sent;
+	unsigned int versions_seen;
+	bool open;
+	unsigned int adds;
+	unsigned long onlined;
+	unsigned long alloc_2m_calls;
+	struct list_head spares;	/* pages kept aside by @scatter */
+};
+
+static struct hvb_fake *hvb_of(struct hv_dm *dm)
+{
+	return container_of(dm, struct hvb_fake, dm);
+}
+
+static void hvb_answer(struct hvb_fake *f, const struct hv_dm_hdr *hdr,
+		       u16 type, bool accepted)
+{
+	struct hv_dm_version_resp resp = {
+		.hdr = { .type = type, .size = sizeof(resp),
+			 .trans_id = hdr->trans_id },
+		.flags = accepted ? HV_DM_ACCEPTED : 0,
+	};
+
+	hv_dm_receive(&f->dm, &resp, sizeof(resp));
+}
+
+static int hvb_send(struct hv_dm *dm, void *msg, u32 len)
+{
+	struct hvb_fake *f = hvb_of(dm);
+	struct hv_dm_hdr *hdr = msg;
+	struct hvb_sent *s;
+
+	KUNIT_EXPECT_EQ(f->test, (u32)hdr->size, len);
+	KUNIT_EXPECT_LE(f->test, len, (u32)HV_DM_MSG_MAX);
+	s = kunit_kzalloc(f->test, sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return -ENOMEM;
+	s->len = min_t(u32, len, HV_DM_MSG_MAX);
+	memcpy(s->data, msg, s->len);
+	mutex_lock(&f->sent_lock);
+	list_add_tail(&s->list, &f->sent);
+	mutex_unlock(&f->sent_lock);
+
+	if (hdr->type == HV_DM_VERSION_REQUEST)
+		hvb_answer(f, hdr, HV_DM_VERSION_RESPONSE,
+			   f->versions_seen++ >= f->refuse_versions);
+	else if (hdr->type == HV_DM_CAPABILITIES_REPORT)
+		hvb_answer(f, hdr, HV_DM_CAPABILITIES_RESPONSE,
+			   !f->refuse_caps);
+	return 0;
+}
+
+static int hvb_open(struct hv_dm *dm)
+{
+	struct hvb_fake *f = hvb_of(dm);
+
+	if (f->fail_open)
+		return -EIO;
+	f->open = true;
+	f->versions_seen = 0;
+	return 0;
+}
+
+static void hvb_close(struct hv_dm *dm)
+{
+	hvb_of(dm)->open = false;
+}
+
+static struct page *hvb_alloc(struct hv_dm *dm, unsigned int order)
+{
+	struct hvb_fake *f = hvb_of(dm);
+	struct page *page;
+	gfp_t gfp = GFP_HIGHUSER | __GFP_NORETRY | __GFP_NOWARN;
+
+	if (order)
+		f->alloc_2m_calls++;
+	if ((order && f->no_2m) || (f->budget >= 0 && f->budget < (1L << order)))
+		return NULL;
+	if (!order && f->scatter) {
+		/* Keep the buddy aside so that no two pages are adjacent. */
+		page = alloc_pages(gfp, 1);
+		if (!page)
+			return NULL;
+		split_page(page, 1);
+		list_add(&page[1].lru, &f->spares);
+	} else {
+		page = alloc_pages(gfp, order);
+	}
+	if (page && f->budget >= 0)
+		f->budget -= 1L << order;
+	return page;
+}
+
+static int hvb_add_memory(struct hv_dm *dm, unsigned long start_pfn,
+			  unsigned long nr_pages)
+{
+	struct hvb_fake *f = hvb_of(dm);
+
+	KUNIT_EXPECT_EQ(f->test, start_pfn % dm->block_pages, 0UL);
+	KUNIT_EXPECT_EQ(f->test, nr_pages, dm->block_pages);
+	if (!f->add_memory_ret)
+		f->adds++;
+	return f->add_memory_ret;
+}
+
+static void hvb_online(struct hv_dm *dm, unsigned long pfn)
+{
+	hvb_of(dm)->onlined++;
+}
+
+static const struct hv_dm_ops hvb_ops = {
+	.open		= hvb_open,
+	.close		= hvb_close,
+	.send		= hvb_send,
+	.alloc		= hvb_alloc,
+	.add_memory	= hvb_add_memory,
+	.online		= hvb_online,
+};
+
+/* Hot-add tests use 2 MiB memory blocks, far above any RAM of the VM. */
+#define HVB_BLOCK	512UL
+#define HVB_HA_PFN	BIT(24)
+
+static struct hvb_fake *hvb_new(struct kunit *test, bool hibernation)
+{
+	struct hvb_fake *f = kunit_kzalloc(test, sizeof(*f), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, f);
+	f->test = test;
+	f->budget = -1;
+	mutex_init(&f->sent_lock);
+	INIT_LIST_HEAD(&f->sent);
+	INIT_LIST_HEAD(&f->spares);
+	hv_dm_init(&f->dm, &hvb_ops, hibernation, true, HVB_BLOCK);
+	test->priv = f;
+	return f;
+}
+
+static void hvb_exit(struct kunit *test)
+{
+	struct hvb_fake *f = test->priv;
+	struct page *page, *tmp;
+
+	if (!f)
+		return;
+	hv_dm_stop(&f->dm);
+	hv_dm_destroy(&f->dm);
+	list_for_each_entry_safe(page, tmp, &f->spares, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+	}
+}
+
+static struct hvb_fake *hvb_ready(struct kunit *test, bool hibernation)
+{
+	struct hvb_fake *f = hvb_new(test, hibernation);
+
+	KUNIT_ASSERT_EQ(test, hv_dm_start(&f->dm), 0);
+	KUNIT_ASSERT_EQ(test, f->dm.state, HV_DM_READY);
+	return f;
+}
+
+/* Deliver a host message and wait until it was handled. */
+static void hvb_host(struct hvb_fake *f, const void *msg, u32 len)
+{
+	hv_dm_receive(&f->dm, msg, len);
+	flush_work(&f->dm.rx_work);
+}
+
+static unsigned int hvb_count(struct hvb_fake *f, u16 type)
+{
+	struct hvb_sent *s;
+	unsigned int n = 0;
+
+	mutex_lock(&f->sent_lock);
+	list_for_each_entry(s, &f->sent, list)
+		n += ((struct hv_dm_hdr *)s->data)->type == type;
+	mutex_unlock(&f->sent_lock);
+	return n;
+}
+
+static unsigned int hvb_total_sent(struct hvb_fake *f)
+{
+	struct hvb_sent *s;
+	unsigned int n = 0;
+
+	mutex_lock(&f->sent_lock);
+	list_for_each_entry(s, &f->sent, list)
+		n++;
+	mutex_unlock(&f->sent_lock);
+	return n;
+}
+
+/* The @n-th message (from 0) of @type the guest sent, or NULL. */
+static void *hvb_nth(struct hvb_fake *f, u16 type, unsigned int n)
+{
+	struct hvb_sent *s;
+	void *found = NULL;
+
+	mutex_lock(&f->sent_lock);
+	list_for_each_entry(s, &f->sent, list) {
+		if (((struct hv_dm_hdr *)s->data)->type == type && !n--) {
+			found = s->data;
+			break;
+		}
+	}
+	mutex_unlock(&f->sent_lock);
+	return found;
+}
+
+static void hvb_balloon_req(struct hvb_fake *f, u32 pages)
+{
+	struct hv_dm_balloon_req req = {
+		.hdr = { .type = HV_DM_BALLOON_REQUEST, .size = sizeof(req),
+			 .trans_id = 1000 },
+		.num_pages = pages,
+	};
+
+	hvb_host(f, &req, sizeof(req));
+}
+
+/*
+ * Check every balloon response of a request: ranges held and offline,
+ * HV_DM_MORE_PAGES on all but the last. Returns the pages they name.
+ */
+static unsigned long hvb_check_balloon_resps(struct kunit *test,
+					     struct hvb_fake *f,
+					     unsigned int *nr_msgs)
+{
+	unsigned int n = hvb_count(f, HV_DM_BALLOON_RESPONSE), i, r;
+	unsigned long total = 0;
+
+	for (i = 0; i < n; i++) {
+		struct hv_dm_balloon_resp *resp =
+			hvb_nth(f, HV_DM_BALLOON_RESPONSE, i);
+		unsigned int ranges = FIELD_GET(HV_DM_RESP_RANGE_COUNT,
+						resp->flags);
+
+		KUNIT_EXPECT_EQ(test, (u32)resp->hdr.size,
+				(u32)struct_size(resp, ranges, ranges));
+		KUNIT_EXPECT_EQ(test, !!(resp->flags & HV_DM_MORE_PAGES),
+				i + 1 < n);
+		for (r = 0; r < ranges; r++) {
+			unsigned long pfn, count;
+
+			hv_dm_range_get(resp->ranges[r], &pfn, &count);
+			KUNIT_EXPECT_TRUE(test, hv_dm_holds(&f->dm, pfn, count));
+			KUNIT_EXPECT_TRUE(test, PageOffline(pfn_to_page(pfn)));
+			total += count;
+		}
+	}
+	if (nr_msgs)
+		*nr_msgs = n;
+	return total;
+}
+
+/* Unballoon everything the balloon responses named, one range a message. */
+static void hvb_unballoon_all(struct hvb_fake *f)
+{
+	struct {
+		struct hv_dm_unballoon_req req;
+		u64 range;
+	} msg = {};
+	unsigned int n = hvb_count(f, HV_DM_BALLOON_RESPONSE), i, r;
+
+	for (i = 0; i < n; i++) {
+		struct hv_dm_balloon_resp *resp =
+			hvb_nth(f, HV_DM_BALLOON_RESPONSE, i);
+		unsigned int ranges = FIELD_GET(HV_DM_RESP_RANGE_COUNT,
+						resp->flags);
+
+		for (r = 0; r < ranges; r++) {
+			msg.req.hdr.type = HV_DM_UNBALLOON_REQUEST;
+			msg.req.hdr.size = sizeof(msg);
+			msg.req.range_count = 1;
+			msg.req.flags = (i + 1 < n || r + 1 < ranges) ?
+					HV_DM_MORE_PAGES : 0;
+			msg.range = resp->ranges[r];
+			hvb_host(f, &msg, sizeof(msg));
+		}
+	}
+}
+
+static void hv_balloon_test_negotiate_newest(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	struct hv_dm_version_req *v = hvb_nth(f, HV_DM_VERSION_REQUEST, 0);
+	struct hv_dm_caps_report *caps;
+
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_VERSION_REQUEST), 1U);
+	KUNIT_ASSERT_NOT_NULL(test, v);
+	KUNIT_EXPECT_EQ(test, v->version, (u32)HV_DM_VERSION_WIN10);
+	KUNIT_EXPECT_EQ(test, f->dm.version, (u32)HV_DM_VERSION_WIN10);
+	caps = hvb_nth(f, HV_DM_CAPABILITIES_REPORT, 0);
+	KUNIT_ASSERT_NOT_NULL(test, caps);
+	KUNIT_EXPECT_TRUE(test, caps->caps & HV_DM_CAP_BALLOON);
+	KUNIT_EXPECT_TRUE(test, caps->caps & HV_DM_CAP_HOT_ADD);
+	/* 2 MiB blocks: alignment 2^1 MiB. */
+	KUNIT_EXPECT_EQ(test, FIELD_GET(HV_DM_CAP_HOT_ADD_ALIGN, caps->caps),
+			1ULL);
+
+	/* The status work reports at once after negotiation. */
+	flush_delayed_work(&f->dm.status_work);
+	KUNIT_EXPECT_GE(test, hvb_count(f, HV_DM_STATUS_REPORT), 1U);
+}
+
+static void hv_balloon_test_negotiate_fallback(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_new(test, false);
+	static const u32 want[] = { HV_DM_VERSION_WIN10, HV_DM_VERSION_WIN8,
+				    HV_DM_VERSION_WIN7 };
+	unsigned int i;
+
+	f->refuse_versions = 2;
+	KUNIT_ASSERT_EQ(test, hv_dm_start(&f->dm), 0);
+	KUNIT_EXPECT_EQ(test, f->dm.version, (u32)HV_DM_VERSION_WIN7);
+	KUNIT_ASSERT_EQ(test, hvb_count(f, HV_DM_VERSION_REQUEST), 3U);
+	for (i = 0; i < 3; i++) {
+		struct hv_dm_version_req *v = hvb_nth(f, HV_DM_VERSION_REQUEST, i);
+
+		KUNIT_EXPECT_EQ(test, v->version, want[i]);
+		KUNIT_EXPECT_EQ(test, !!(v->flags & HV_DM_VERSION_LAST_ATTEMPT),
+				i == 2);
+	}
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_READY);
+}
+
+static void hv_balloon_test_negotiate_all_refused(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_new(test, false);
+
+	f->refuse_versions = 3;
+	KUNIT_EXPECT_EQ(test, hv_dm_start(&f->dm), -EPROTO);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_ERROR);
+	KUNIT_EXPECT_EQ(test, f->dm.version, 0U);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_CAPABILITIES_REPORT), 0U);
+	KUNIT_EXPECT_FALSE(test, f->open);
+	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&f->dm.status_work));
+}
+
+static void hv_balloon_test_caps_rejected(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_new(test, false);
+
+	f->refuse_caps = true;
+	KUNIT_EXPECT_EQ(test, hv_dm_start(&f->dm), -EPROTO);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_ERROR);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_CAPABILITIES_REPORT), 1U);
+	KUNIT_EXPECT_FALSE(test, f->open);
+	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&f->dm.status_work));
+}
+
+static void hv_balloon_test_balloon_up_down(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	unsigned long ram = totalram_pages();
+	struct hv_dm_balloon_resp *first;
+	unsigned long pfn, count;
+
+	hvb_balloon_req(f, 1000);
+	KUNIT_EXPECT_EQ(test, hvb_check_balloon_resps(test, f, NULL), 1000UL);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 1000UL);
+	KUNIT_EXPECT_EQ(test, ram - totalram_pages(), 1000UL);
+	/* The first allocation is a whole 2 MiB block. */
+	first = hvb_nth(f, HV_DM_BALLOON_RESPONSE, 0);
+	KUNIT_ASSERT_NOT_NULL(test, first);
+	hv_dm_range_get(first->ranges[0], &pfn, &count);
+	KUNIT_EXPECT_GE(test, count, 1UL << HV_DM_2M_ORDER);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_SHORT), 0UL);
+
+	hvb_unballoon_all(f);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_UNBALLOON_RESPONSE), 1U);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_UNBALLOONED),
+			1000UL);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_REJECTED_RANGES),
+			0UL);
+}
+
+static void hv_balloon_test_balloon_up_partial(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+
+	f->budget = 300;
+	hvb_balloon_req(f, 1000);
+	KUNIT_EXPECT_EQ(test, hvb_check_balloon_resps(test, f, NULL), 300UL);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 300UL);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_SHORT), 1UL);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_BALLOONED), 300UL);
+}
+
+static void hv_balloon_test_balloon_up_fallback(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+
+	f->no_2m = true;
+	hvb_balloon_req(f, 1024);
+	KUNIT_EXPECT_EQ(test, hvb_check_balloon_resps(test, f, NULL), 1024UL);
+	/* One failed 2 MiB attempt, then 4 KiB pages to the end. */
+	KUNIT_EXPECT_EQ(test, f->alloc_2m_calls, 1UL);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_FALLBACK), 1UL);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 1024UL);
+}
+
+static void hv_balloon_test_balloon_up_batches(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	unsigned int msgs;
+
+	/* 1200 single, scattered pages: 1200 ranges, three messages. */
+	f->no_2m = true;
+	f->scatter = true;
+	hvb_balloon_req(f, 1200);
+	KUNIT_EXPECT_EQ(test, hvb_check_balloon_resps(test, f, &msgs), 1200UL);
+	KUNIT_EXPECT_EQ(test, msgs,
+			(unsigned int)DIV_ROUND_UP(1200, HV_DM_RESP_RANGES));
+}
+
+static void hv_balloon_test_balloon_down_rejects(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	struct {
+		struct hv_dm_unballoon_req req;
+		u64 ranges[3];
+	} msg = {};
+	struct hv_dm_balloon_resp *resp;
+	unsigned long pfn, count, ram;
+	struct page *mine;
+
+	f->no_2m = true;
+	f->scatter = true;
+	hvb_balloon_req(f, 2);
+	resp = hvb_nth(f, HV_DM_BALLOON_RESPONSE, 0);
+	KUNIT_ASSERT_NOT_NULL(test, resp);
+	KUNIT_ASSERT_EQ(test, f->dm.balloon_pages, 2UL);
+	hv_dm_range_get(resp->ranges[0], &pfn, &count);
+	KUNIT_ASSERT_EQ(test, count, 1UL);
+
+	mine = alloc_page(GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, mine);
+	ram = totalram_pages();
+	msg.req.hdr.type = HV_DM_UNBALLOON_REQUEST;
+	msg.req.hdr.size = sizeof(msg);
+	msg.req.range_count = 3;
+	msg.ranges[0] = hv_dm_range(page_to_pfn(mine), 1);	/* never ours */
+	msg.ranges[1] = hv_dm_range(pfn, 2);	/* runs past a held page */
+	msg.ranges[2] = resp->ranges[1];	/* valid */
+	hvb_host(f, &msg, sizeof(msg));
+
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_REJECTED_RANGES),
+			2UL);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 1UL);
+	KUNIT_EXPECT_TRUE(test, hv_dm_holds(&f->dm, pfn, 1));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram + 1);
+	KUNIT_EXPECT_FALSE(test, PageOffline(mine));
+	KUNIT_EXPECT_EQ(test, page_count(mine), 1);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_UNBALLOON_RESPONSE), 1U);
+	__free_page(mine);
+}
+
+static void hv_balloon_test_hibernation_refuses(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, true);
+	unsigned long ram = totalram_pages();
+	struct hv_dm_caps_report *caps;
+	struct hv_dm_balloon_resp *bresp;
+	struct hv_dm_hot_add_resp *hresp;
+	struct {
+		struct hv_dm_unballoon_req req;
+		u64 range;
+	} down = {
+		.req = { .hdr = { .type = HV_DM_UNBALLOON_REQUEST,
+				  .size = sizeof(down) }, .range_count = 1 },
+		.range = hv_dm_range(0x1000, 16),
+	};
+	struct hv_dm_hot_add_req add = {
+		.hdr = { .type = HV_DM_HOT_ADD_REQUEST, .size = sizeof(add) },
+		.range = hv_dm_range(HVB_HA_PFN, 512),
+		.region = hv_dm_range(HVB_HA_PFN, 512),
+	};
+
+	/* Still advertised: hosts require both. */
+	caps = hvb_nth(f, HV_DM_CAPABILITIES_REPORT, 0);
+	KUNIT_ASSERT_NOT_NULL(test, caps);
+	KUNIT_EXPECT_TRUE(test, caps->caps & HV_DM_CAP_BALLOON);
+	KUNIT_EXPECT_TRUE(test, caps->caps & HV_DM_CAP_HOT_ADD);
+	KUNIT_EXPECT_FALSE(test, f->dm.hot_add);
+
+	hvb_balloon_req(f, 100);
+	bresp = hvb_nth(f, HV_DM_BALLOON_RESPONSE, 0);
+	KUNIT_ASSERT_NOT_NULL(test, bresp);
+	KUNIT_EXPECT_EQ(test, bresp->flags, 0U);	/* no ranges, no more */
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_BALLOON_RESPONSE), 1U);
+
+	hvb_host(f, &down, sizeof(down));
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_UNBALLOON_RESPONSE), 1U);
+
+	hvb_host(f, &add, sizeof(add));
+	hresp = hvb_nth(f, HV_DM_HOT_ADD_RESPONSE, 0);
+	KUNIT_ASSERT_NOT_NULL(test, hresp);
+	KUNIT_EXPECT_EQ(test, hresp->page_count, 0U);
+	KUNIT_EXPECT_EQ(test, hresp->result, 0U);
+	KUNIT_EXPECT_EQ(test, f->adds, 0U);
+
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_REFUSED), 3UL);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+
+	/* Status reports go on. */
+	flush_delayed_work(&f->dm.status_work);
+	KUNIT_EXPECT_GE(test, hvb_count(f, HV_DM_STATUS_REPORT), 1U);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_READY);
+}
+
+static void hv_balloon_test_hot_add(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	struct hv_dm_hot_add_req add = {
+		.hdr = { .type = HV_DM_HOT_ADD_REQUEST, .size = sizeof(add) },
+		.range = hv_dm_range(HVB_HA_PFN, 700),
+		.region = hv_dm_range(HVB_HA_PFN, 2 * HVB_BLOCK),
+	};
+	struct hv_dm_hot_add_resp *resp;
+	struct hv_dm_region *r;
+
+	/* Two blocks added; the second only partly backed. */
+	hvb_host(f, &add, sizeof(add));
+	resp = hvb_nth(f, HV_DM_HOT_ADD_RESPONSE, 0);
+	KUNIT_ASSERT_NOT_NULL(test, resp);
+	KUNIT_EXPECT_EQ(test, resp->page_count, 700U);
+	KUNIT_EXPECT_EQ(test, resp->result, 1U);
+	KUNIT_EXPECT_EQ(test, f->adds, 2U);
+
+	/* Both blocks go online: only the backed pages are freed. */
+	hv_dm_pages_online(&f->dm, HVB_HA_PFN, 2 * HVB_BLOCK);
+	KUNIT_EXPECT_EQ(test, f->onlined, 700UL);
+
+	/* Backing granted later is freed at once. */
+	add.range = hv_dm_range(HVB_HA_PFN + 700, 100);
+	hvb_host(f, &add, sizeof(add));
+	resp = hvb_nth(f, HV_DM_HOT_ADD_RESPONSE, 1);
+	KUNIT_ASSERT_NOT_NULL(test, resp);
+	KUNIT_EXPECT_EQ(test, resp->page_count, 100U);
+	KUNIT_EXPECT_EQ(test, f->onlined, 800UL);
+	KUNIT_EXPECT_EQ(test, f->adds, 2U);
+
+	/* Skipped pages stay offline. */
+	add.range = hv_dm_range(HVB_HA_PFN + 900, 50);
+	hvb_host(f, &add, sizeof(add));
+	KUNIT_EXPECT_EQ(test, f->onlined, 850UL);
+	r = hv_dm_find_region(&f->dm, HVB_HA_PFN);
+	KUNIT_ASSERT_NOT_NULL(test, r);
+	KUNIT_EXPECT_FALSE(test, hv_dm_pfn_backed(r, HVB_HA_PFN + 850));
+	KUNIT_EXPECT_TRUE(test, hv_dm_pfn_backed(r, HVB_HA_PFN + 920));
+
+	/* Backing what is backed already is refused. */
+	add.range = hv_dm_range(HVB_HA_PFN + 10, 10);
+	hvb_host(f, &add, sizeof(add));
+	resp = hvb_nth(f, HV_DM_HOT_ADD_RESPONSE, 3);
+	KUNIT_ASSERT_NOT_NULL(test, resp);
+	KUNIT_EXPECT_EQ(test, resp->page_count, 0U);
+	KUNIT_EXPECT_EQ(test, resp->result, 0U);
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_HOT_ADDED), 850UL);
+}
+
+static void hv_balloon_test_suspend_resume(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	unsigned long ram = totalram_pages();
+	unsigned int round;
+
+	for (round = 0; round < 3; round++) {
+		unsigned int versions = hvb_count(f, HV_DM_VERSION_REQUEST);
+		unsigned int sent;
+
+		hvb_balloon_req(f, 600);
+		KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 600UL);
+
+		hv_dm_stop(&f->dm);
+		KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_STOPPED);
+		KUNIT_EXPECT_FALSE(test, f->open);
+		KUNIT_EXPECT_FALSE(test, delayed_work_pending(&f->dm.status_work));
+
+		/* Without a session a request is dropped, not served. */
+		sent = hvb_total_sent(f);
+		hvb_balloon_req(f, 10);
+		KUNIT_EXPECT_EQ(test, hvb_total_sent(f), sent);
+		KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 600UL);
+
+		KUNIT_ASSERT_EQ(test, hv_dm_resume(&f->dm), 0);
+		KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_READY);
+		KUNIT_EXPECT_TRUE(test, f->open);
+		KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_VERSION_REQUEST),
+				versions + 1);
+		/* The new session starts with an empty balloon. */
+		KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 0UL);
+		KUNIT_EXPECT_TRUE(test, xa_empty(&f->dm.held));
+		KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+	}
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_RESUMES), 3UL);
+	KUNIT_EXPECT_EQ(test, f->dm.rx_len, 0U);
+}
+
+static void hv_balloon_test_resume_fails(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	unsigned long ram = totalram_pages();
+	unsigned int sent;
+
+	/* The host refuses every version after resume. */
+	hv_dm_stop(&f->dm);
+	f->refuse_versions = 3;
+	KUNIT_EXPECT_EQ(test, hv_dm_resume(&f->dm), -EPROTO);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_ERROR);
+	KUNIT_EXPECT_FALSE(test, f->open);
+
+	sent = hvb_total_sent(f);
+	hvb_balloon_req(f, 10);
+	KUNIT_EXPECT_EQ(test, hvb_total_sent(f), sent);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 0UL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+
+	/* The channel does not open. */
+	hv_dm_stop(&f->dm);
+	f->fail_open = true;
+	KUNIT_EXPECT_EQ(test, hv_dm_resume(&f->dm), -EIO);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_ERROR);
+
+	/* The next resume that works brings the session back. */
+	hv_dm_stop(&f->dm);
+	f->fail_open = false;
+	f->refuse_versions = 0;
+	KUNIT_EXPECT_EQ(test, hv_dm_resume(&f->dm), 0);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_READY);
+}
+
+static void hv_balloon_test_wrong_trans_id(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	struct hv_dm_version_resp resp = {
+		.hdr = { .type = HV_DM_VERSION_RESPONSE, .size = sizeof(resp),
+			 .trans_id = 78 },
+		.flags = HV_DM_ACCEPTED,
+	};
+
+	/* As if a version request with id 77 were waiting. */
+	mutex_lock(&f->dm.lock);
+	reinit_completion(&f->dm.host_event);
+	f->dm.expect = HV_DM_VERSION_RESPONSE;
+	f->dm.expect_trans_id = 77;
+	f->dm.accepted = false;
+	mutex_unlock(&f->dm.lock);
+
+	hvb_host(f, &resp, sizeof(resp));
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_BAD_MESSAGES), 1UL);
+	KUNIT_EXPECT_FALSE(test, completion_done(&f->dm.host_event));
+	KUNIT_EXPECT_FALSE(test, f->dm.accepted);
+
+	resp.hdr.trans_id = 77;
+	hvb_host(f, &resp, sizeof(resp));
+	KUNIT_EXPECT_TRUE(test, completion_done(&f->dm.host_event));
+	KUNIT_EXPECT_TRUE(test, f->dm.accepted);
+	KUNIT_EXPECT_EQ(test, f->dm.expect, 0);
+}
+
+struct hvb_bad_case {
+	const char *name;
+	u16 type;
+	u16 size;		/* the header's size field */
+	u32 len;		/* bytes delivered */
+	u32 word0;		/* the first payload word */
+	u32 word1;		/* the second */
+};
+
+/* Each is dropped with a log line, leaves the state alone, sends nothing. */
+static const struct hvb_bad_case hvb_bad_cases[] = {
+	{ "shorter than a header", HV_DM_BALLOON_REQUEST, 8, 4 },
+	{ "size above length", HV_DM_BALLOON_REQUEST, 64, 16, 10 },
+	{ "size below header", HV_DM_BALLOON_REQUEST, 4, 16, 10 },
+	{ "size far below length", HV_DM_BALLOON_REQUEST, 16, 32, 10 },
+	{ "unknown type", 99, 16, 16 },
+	{ "type the guest sends", HV_DM_STATUS_REPORT, 16, 16 },
+	{ "balloon request too short", HV_DM_BALLOON_REQUEST, 8, 8 },
+	{ "range count past payload", HV_DM_UNBALLOON_REQUEST, 24, 24, 0, 3 },
+	{ "huge range count", HV_DM_UNBALLOON_REQUEST, 24, 24, 0, U32_MAX },
+	{ "response to no request", HV_DM_CAPABILITIES_RESPONSE, 16, 16, 1 },
+	{ "info past the message", HV_DM_INFO_MESSAGE, 24, 24, 0, 100 },
+};
+
+static void hvb_bad_desc(const struct hvb_bad_case *c, char *desc)
+{
+	strscpy(desc, c->name, KUNIT_PARAM_DESC_SIZE);
+}
+
+KUNIT_ARRAY_PARAM(hvb_bad, hvb_bad_cases, hvb_bad_desc);
+
+static void hv_balloon_test_malformed(struct kunit *test)
+{
+	const struct hvb_bad_case *c = test->param_value;
+	struct hvb_fake *f = hvb_ready(test, false);
+	u8 buf[64] __aligned(8) = {};
+	struct hv_dm_hdr *hdr = (void *)buf;
+	unsigned long ram = totalram_pages();
+	unsigned int sent;
+
+	/* Status reports would be counted as answers. */
+	cancel_delayed_work_sync(&f->dm.status_work);
+	sent = hvb_total_sent(f);
+
+	hdr->type = c->type;
+	hdr->size = c->size;
+	hdr->trans_id = 5;
+	memcpy(buf + sizeof(*hdr), &c->word0, sizeof(u32));
+	memcpy(buf + sizeof(*hdr) + sizeof(u32), &c->word1, sizeof(u32));
+	hvb_host(f, buf, c->len);
+
+	KUNIT_EXPECT_EQ(test, hv_dm_counter(&f->dm, HV_DM_C_BAD_MESSAGES), 1UL);
+	KUNIT_EXPECT_EQ(test, hvb_total_sent(f), sent);
+	KUNIT_EXPECT_EQ(test, f->dm.state, HV_DM_READY);
+	KUNIT_EXPECT_EQ(test, f->dm.balloon_pages, 0UL);
+	KUNIT_EXPECT_EQ(test, f->dm.max_page_count, 0ULL);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), ram);
+}
+
+static void hv_balloon_test_status(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	struct hv_dm_status *st;
+	unsigned int n;
+
+	hvb_balloon_req(f, 512);
+	cancel_delayed_work_sync(&f->dm.status_work);
+	hv_dm_post_status(&f->dm);
+	n = hvb_count(f, HV_DM_STATUS_REPORT);
+	st = hvb_nth(f, HV_DM_STATUS_REPORT, n - 1);
+	KUNIT_ASSERT_NOT_NULL(test, st);
+	KUNIT_EXPECT_GT(test, st->num_avail, 0ULL);
+	KUNIT_EXPECT_GE(test, st->num_committed, 512ULL);
+	KUNIT_EXPECT_EQ(test, st->hdr.size, (u16)sizeof(*st));
+}
+
+static struct kunit_case hv_balloon_test_cases[] = {
+	KUNIT_CASE(hv_balloon_test_negotiate_newest),
+	KUNIT_CASE(hv_balloon_test_negotiate_fallback),
+	KUNIT_CASE(hv_balloon_test_negotiate_all_refused),
+	KUNIT_CASE(hv_balloon_test_caps_rejected),
+	KUNIT_CASE(hv_balloon_test_balloon_up_down),
+	KUNIT_CASE(hv_balloon_test_balloon_up_partial),
+	KUNIT_CASE(hv_balloon_test_balloon_up_fallback),
+	KUNIT_CASE(hv_balloon_test_balloon_up_batches),
+	KUNIT_CASE(hv_balloon_test_balloon_down_rejects),
+	KUNIT_CASE(hv_balloon_test_hibernation_refuses),
+	KUNIT_CASE(hv_balloon_test_hot_add),
+	KUNIT_CASE(hv_balloon_test_suspend_resume),
+	KUNIT_CASE(hv_balloon_test_resume_fails),
+	KUNIT_CASE(hv_balloon_test_wrong_trans_id),
+	KUNIT_CASE_PARAM(hv_balloon_test_malformed, hvb_bad_gen_params),
+	KUNIT_CASE(hv_balloon_test_status),
+	{}
+};
+
+static struct kunit_suite hv_balloon_test_suite = {
+	.name = "hv_balloon",
+	.exit = hvb_exit,
+	.test_cases = hv_balloon_test_cases,
+};
+
+kunit_test_suite(hv_balloon_test_suite);
