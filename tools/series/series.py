@@ -139,19 +139,20 @@ def maintainers_lines():
 
 
 def maintainers_add(tree, want):
-    """Add the lines of ours for which @want(line) is true to their
-    sections, keeping each section's keys in order and F: sorted."""
+    """Add the lines of ours for which @want(section, line) is true to
+    their sections, keeping each section's keys in order and F: sorted."""
     full = os.path.join(tree, "MAINTAINERS")
     with open(full) as f:
         text = f.read()
     for section, lines in maintainers_lines().items():
-        lines = [ln for ln in lines if want(ln)]
+        lines = [ln for ln in lines if want(section, ln)]
         if not lines:
             continue
         m = re.search(r"^%s\n((?:[A-Z]:\t.*\n)+)" % re.escape(section), text,
                       re.M)
         if not m:
-            raise SystemExit("MAINTAINERS: no section %r" % section)
+            text = maintainers_new_section(text, section, lines)
+            continue
         body = m.group(1).splitlines()
 
         def key(ln):
@@ -170,9 +171,19 @@ def maintainers_add(tree, want):
         f.write(text)
 
 
+def maintainers_new_section(text, section, lines):
+    """Insert @section with @lines before the first section that sorts
+    after it, as the file keeps them."""
+    for m in re.finditer(r"^([A-Z0-9][^\n]*)\n(?=[A-Z]:\t)", text, re.M):
+        if m.group(1).upper() > section.upper():
+            block = section + "\n" + "\n".join(lines) + "\n\n"
+            return text[:m.start()] + block + text[m.start():]
+    raise SystemExit("MAINTAINERS: nowhere to put %r" % section)
+
+
 def maintainers_for(paths):
     """want() for the F: lines that cover one of @paths."""
-    return lambda ln: ln.startswith("F:\t") and \
+    return lambda section, ln: ln.startswith("F:\t") and \
         any(p.startswith(ln[3:]) for p in paths)
 
 
@@ -202,6 +213,34 @@ def p_virtio_kunit(tree, target):
     maintainers_add(tree, maintainers_for(tests))
 
 
+HV_SECTION = "HYPER-V DYNAMIC MEMORY DRIVER"
+
+
+def p_hv_driver(tree, target):
+    copy_file(tree, target, "drivers/hv/hv_balloon.c")
+    full = os.path.join(tree, "drivers/hv/hv_balloon.c")
+    with open(full) as f:
+        text = f.read()
+    with open(full, "w") as f:
+        f.write(KUNIT_INCLUDE.sub("", text))
+    # The rewritten driver has no tracepoints.
+    os.unlink(os.path.join(tree, "drivers/hv/hv_trace_balloon.h"))
+    splice_kconfig(tree, "drivers/hv/Kconfig", ["HYPERV_BALLOON"])
+    maintainers_add(tree, lambda section, ln: section == HV_SECTION and
+                    ln != "F:\tdrivers/hv/tests/")
+
+
+def p_hv_kunit(tree, target):
+    tests = ["drivers/hv/tests/hv_balloon_kunit.c",
+             "drivers/hv/tests/.kunitconfig"]
+    copy_file(tree, target, "drivers/hv/hv_balloon.c")
+    for t in tests:
+        copy_file(tree, target, t)
+    splice_kconfig(tree, "drivers/hv/Kconfig",
+                   ["HYPERV_BALLOON_KUNIT_TEST"], after="HYPERV_BALLOON")
+    maintainers_add(tree, maintainers_for(tests))
+
+
 def p_docs(tree, target):
     doc = "Documentation/virt/balloon-hibernation.rst"
     copy_file(tree, target, doc)
@@ -211,7 +250,7 @@ def p_docs(tree, target):
 
 
 def p_maintainers(tree, target):
-    maintainers_add(tree, lambda ln: not ln.startswith("F:\t"))
+    maintainers_add(tree, lambda section, ln: not ln.startswith("F:\t"))
 
 
 PATCHES = [
@@ -248,16 +287,60 @@ whose notify hook plays the host, recording every PFN it is handed and
 completing buffers at once. Cover batching, page accounting, target
 clamping, the statistics encoding, and freeze followed by thaw, by
 restore, by restore with MUST_TELL_HOST, and by a restore that fails."""),
+    (p_hv_driver,
+     "Drivers: hv: balloon: rewrite the Dynamic Memory driver",
+     """Rewrite hv_balloon around a protocol core that reaches VMBus, the page
+allocator and memory hotplug only through a small ops table, so that the
+protocol can be tested without a host.
+
+Every host message is now validated before it is used: its size field
+against the received length, its type, the fixed part of its type, the
+range count of an unballoon request against the payload, and the
+transaction id of a response against the request waiting for it. A
+message that fails is dropped with a log line and changes no state.
+
+Balloon down frees only pages the driver ballooned; a range the host
+names that the driver does not hold is logged and left alone. Balloon up
+takes 2 MiB blocks first, falls back to 4 KiB pages, and answers in
+responses of at most one page of ranges; an unsendable response gives
+its pages back. Hot-add keeps regions with per-block online state, so
+that backing granted after a block went online frees its pages at once.
+
+When hv_is_hibernation_supported() says the VM may hibernate, every
+balloon-up, balloon-down and hot-add request is answered with "nothing
+done", so the host never waits, while pressure reports continue and the
+capabilities stay advertised as hosts require. Suspend stops the status
+work, waits for the message in hand, closes the channel and drops queued
+messages; resume returns any ballooned pages (the new session starts from
+an empty balloon), re-opens the channel and negotiates again. A failed
+resume leaves the driver in an error state that serves nothing until the
+next resume, with one log line.
+
+Free page reporting and the tracepoints are not carried over; the
+tracepoint header goes."""),
+    (p_hv_kunit,
+     "Drivers: hv: balloon: add KUnit tests",
+     """Drive the protocol core against a fake host side: it answers version
+and capability messages as told, records everything the guest sends,
+hands out real pages (refusing 2 MiB blocks, stopping after a budget or
+never adjacent, as a case needs) and records hot-add and onlining.
+
+Cover version fallback and refusal, rejected capabilities, balloon up in
+full, partly and through the 4 KiB fallback, batching into several
+responses, balloon down of held and of foreign ranges, hibernation-mode
+refusals, hot-add with later backing and gaps, repeated suspend and
+resume, a failed resume, and a table of malformed messages."""),
     (p_docs,
      "Documentation: virt: describe memory balloons across hibernation",
      """Explain what virtio_balloon does on freeze, thaw and restore, why
 freeze does not deflate, how thaw is told from restore, and which
-pm_test and failure paths the PM core reports as restore."""),
+pm_test and failure paths the PM core reports as restore. Describe
+hv_balloon's hibernation mode and what it does on suspend and resume."""),
     (p_maintainers,
      "MAINTAINERS: add a reviewer for the virtio balloon",
      """Add the team behind the hibernation rework as reviewers of the virtio
 balloon, whose tests and documentation the previous patches added to
-the section."""),
+the section, as they are for the Hyper-V Dynamic Memory driver."""),
 ]
 
 COVER = """balloon drivers that survive hibernation
@@ -274,16 +357,24 @@ and keeps the balloon (ballooned pages are PageOffline and stay out of
 the image), thaw keeps it, restore hands it back to the guest and then
 follows the new host.
 
+It also rewrites hv_balloon. Hyper-V keeps no balloon across a guest's
+hibernation, so when the VM offers ACPI S4 (hv_is_hibernation_supported(),
+unchanged) the driver answers every resize request with "nothing done"
+and only reports pressure; suspend closes the channel and resume
+negotiates a new session. Every host message is validated first.
+
 Patches:
 %(list)s
 
-Testing: KUnit suites (patch 2) run under kunit.py with KASAN, UBSAN and
-lockdep; the project's QEMU harness hibernates real Debian 6.1 and 6.12
+Testing: KUnit suites (patches 2 and 4; hv_balloon's against a fake
+host) run under kunit.py with KASAN, UBSAN and lockdep; the project's QEMU
+harness hibernates real Debian 6.1 and 6.12
 guests with the balloon at half of memory, resumes them in a new QEMU,
 and checks checksums, MemTotal, QMP query-balloon and dmesg.
 
 checkpatch --strict reports 0 errors, 0 warnings and 0 checks on every
-patch; W=1 builds of drivers/virtio/ with the driver =y and =m, sparse
+patch; W=1 builds of drivers/virtio/ and drivers/hv/ with the drivers =y
+and =m, sparse
 (C=2) and kernel-doc add no warnings.
 %(checks)s
 """
@@ -295,7 +386,8 @@ This is the series for 6.1. The driver is written against the current
 find_vqs() (struct virtqueue_info, 6.11); here it passes the parallel
 callbacks[] and names[] arrays of 6.1 instead, and defines the virtio
 statistics tags 10-15 that 6.1's uapi header does not have yet. The
-tests' fake device differs in the same way.
+tests' fake device differs in the same way. hv_balloon's remove callback
+returns int, as 6.1's struct hv_driver wants.
 """,
 }
 
