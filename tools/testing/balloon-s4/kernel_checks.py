@@ -28,9 +28,12 @@ JOBS = str(os.cpu_count() or 2)
 OUR_FILES = [
     "drivers/virtio/virtio_balloon.c",
     "drivers/virtio/tests/virtio_balloon_kunit.c",
+    "drivers/hv/hv_balloon.c",
+    "drivers/hv/tests/hv_balloon_kunit.c",
 ]
-BUILD_DIRS = ["drivers/virtio/"]
-KUNITCONFIGS = ["drivers/virtio/tests/.kunitconfig"]
+BUILD_DIRS = ["drivers/virtio/", "drivers/hv/"]
+KUNITCONFIGS = ["drivers/virtio/tests/.kunitconfig",
+                "drivers/hv/tests/.kunitconfig"]
 DOCS = ["Documentation/virt/balloon-hibernation.rst"]
 
 # A KUnit case passes on its assertions; these in the kernel log fail the
@@ -40,13 +43,15 @@ BAD_KLOG = re.compile(r"BUG: |UBSAN: |WARNING: (?!.*Processor Platform)|"
                       r"inconsistent lock state|Call Trace:|kmemleak")
 
 # Options for the =y and =m builds, on top of x86_64_defconfig.
+COMMON_OPTS = ["-e", "VIRTIO_MENU", "-e", "VIRTIO_PCI", "-e", "HIBERNATION",
+               "-e", "COMPACTION", "-e", "HYPERVISOR_GUEST",
+               "-e", "MEMORY_HOTPLUG", "-e", "VIRTIO_BALLOON_KUNIT_TEST",
+               "-e", "HYPERV_BALLOON_KUNIT_TEST"]
 BUILD_OPTS = {
-    "y": ["-e", "VIRTIO_MENU", "-e", "VIRTIO_PCI", "-e", "KUNIT",
-          "-e", "VIRTIO_BALLOON", "-e", "VIRTIO_BALLOON_KUNIT_TEST",
-          "-e", "HIBERNATION", "-e", "COMPACTION"],
-    "m": ["-e", "VIRTIO_MENU", "-e", "VIRTIO_PCI", "-m", "KUNIT",
-          "-m", "VIRTIO_BALLOON", "-e", "VIRTIO_BALLOON_KUNIT_TEST",
-          "-e", "HIBERNATION", "-e", "COMPACTION"],
+    "y": COMMON_OPTS + ["-e", "KUNIT", "-e", "VIRTIO_BALLOON",
+                        "-e", "HYPERV", "-e", "HYPERV_BALLOON"],
+    "m": COMMON_OPTS + ["-m", "KUNIT", "-m", "VIRTIO_BALLOON",
+                        "-m", "HYPERV", "-m", "HYPERV_BALLOON"],
 }
 
 # Debian's python3 has the modules checkpatch's spdxcheck.py needs.
@@ -132,9 +137,10 @@ class KernelChecks:
             return out
         with open(os.path.join(obj, ".config")) as f:
             cfg = f.read()
-        want = "CONFIG_VIRTIO_BALLOON=%s" % mode
-        if want not in cfg:
-            return "%s not set after olddefconfig" % want
+        for sym in ("VIRTIO_BALLOON", "HYPERV_BALLOON"):
+            want = "CONFIG_%s=%s" % (sym, mode)
+            if want not in cfg:
+                return "%s not set after olddefconfig" % want
         return None
 
     def build(self, t, mode):
@@ -245,7 +251,9 @@ class KernelChecks:
                           errors="replace") as f:
                     klog = f.read()
             bad = [ln for ln in klog.splitlines() if BAD_KLOG.search(ln)]
-            self.record("kunit %s kernel log clean" % t, bool(klog) and not bad,
+            suite = os.path.basename(os.path.dirname(os.path.dirname(kc)))
+            self.record("kunit %s %s kernel log clean" % (t, suite),
+                        bool(klog) and not bad,
                         "\n".join(bad[:20]) if klog else "no test.log")
             self.log("  kunit %s %s: %d cases in %.0fs" % (t, kc, len(cases),
                                                            secs))
