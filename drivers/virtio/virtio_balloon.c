@@ -330,14 +330,30 @@ static void vb_write_actual(struct vb_dev *vb)
 				 &actual);
 }
 
-/* Free pages taken out of the balloon and give them back to the guest. */
+/*
+ * Free pages taken out of the balloon and give them back to the guest.
+ * The managed counts go up first, once per run of pages in one zone:
+ * per-page atomics were most of the cost of dropping a large balloon.
+ */
 static void vb_release_pages(struct list_head *pages)
 {
-	struct page *page, *next;
+	struct page *page, *next, *first = NULL;
+	long run = 0;
+
+	list_for_each_entry(page, pages, lru) {
+		if (run && page_zone(page) != page_zone(first)) {
+			adjust_managed_page_count(first, run);
+			run = 0;
+		}
+		if (!run)
+			first = page;
+		run++;
+	}
+	if (run)
+		adjust_managed_page_count(first, run);
 
 	list_for_each_entry_safe(page, next, pages, lru) {
 		list_del(&page->lru);
-		adjust_managed_page_count(page, 1);
 		put_page(page);
 	}
 }
@@ -422,7 +438,8 @@ out_unlock:
  * @tell_host: send the PFNs to the deflate queue and wait for the device
  *	before any page is reused.
  *
- * Reports the new size to the device, as vb_inflate() does.
+ * With @tell_host, reports the new size to the device, as vb_inflate()
+ * does; without, the caller reports it once it is done.
  *
  * Context: vb->lock held. With @tell_host the device must be running.
  * Return: bpages deflated and given back to the page allocator.
@@ -448,7 +465,8 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 	}
 	vb->num_bpages -= nr_pages * VB_BPAGES_PER_PAGE;
 	vb->counters[VB_CNT_DEFLATED] += nr_pages * VB_BPAGES_PER_PAGE;
-	vb_write_actual(vb);
+	if (tell_host)
+		vb_write_actual(vb);
 	vb_release_pages(&pages);
 	return nr_pages * VB_BPAGES_PER_PAGE;
 }
