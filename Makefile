@@ -6,6 +6,7 @@
 #   make install         install them into /lib/modules/<ver>/updates/
 #   make check           every test (installs its Debian packages)
 #   make demo            build, boot a guest, balloon, hibernate, resume
+#   make bench           this virtio_balloon against the in-tree one
 #   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
 #   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
 #   make W=1             extra compiler warnings
@@ -25,7 +26,8 @@ KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
-.PHONY: all modules install clean check demo kunit series deps kdir-check
+.PHONY: all modules install clean check demo bench kunit series deps \
+	kdir-check
 
 all: modules
 
@@ -58,6 +60,9 @@ check: deps
 
 demo: deps
 	python3 $(TESTDIR)/run.py demo --build-dir $(BUILD_DIR)
+
+bench: deps
+	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR)
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)

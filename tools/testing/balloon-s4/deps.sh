@@ -7,7 +7,7 @@
 set -eu
 
 PKGS="make gcc libc6-dev kmod cpio gzip util-linux python3
-      qemu-system-x86 busybox-static sparse
+      qemu-system-x86 busybox-static sparse gnuplot-nox
       python3-ply python3-git python3-docutils dkms xz-utils git linux-source-6.1 linux-source-6.12
       linux-image-amd64 linux-headers-amd64
       linux-image-6.12-amd64 linux-headers-6.12-amd64"

@@ -4,6 +4,7 @@
 
   run.py check [--only NAME ...]   every test; ends with "N passed, N failed"
   run.py demo                      one narrated balloon/hibernate/resume
+  run.py bench [--iterations N]    this virtio_balloon against the in-tree one
 """
 
 import argparse
@@ -22,6 +23,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, HERE)
 
 import vm                                            # noqa: E402
+import bench                                         # noqa: E402
 import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
 
@@ -227,6 +229,24 @@ class Runner:
         finally:
             clean()
 
+    def bench_smoke(self, make_guest):
+        """One short benchmark iteration, so that make bench cannot rot.
+        It passes when every metric got a value for both drivers; the
+        values themselves are make bench's business."""
+        out = os.path.join(self.build_dir, "bench-smoke")
+        t0 = time.monotonic()
+        try:
+            rows = bench.bench(make_guest, out, log, quick=True)
+        except (bench.BenchError, vm.GuestError) as e:
+            self.record("bench smoke", False, str(e))
+            return
+        missing = ["%s %s" % (r["metric"], r["guest"]) for r in rows
+                   if r["intree"] is None or r["ours"] is None]
+        log(bench.render(rows))
+        self.record("bench smoke", not missing,
+                    ("no value: " + ", ".join(missing)) if missing else
+                    "%d metrics, %.0fs" % (len(rows), time.monotonic() - t0))
+
     def summary(self):
         passed = sum(1 for _, ok, sk in self.results if ok and not sk)
         skipped = sum(1 for _, _, sk in self.results if sk)
@@ -257,6 +277,8 @@ def cmd_check(args):
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
     metrics = r.scenarios(make_guest, args.only)
+    if not args.only or "bench" in args.only:
+        r.bench_smoke(make_guest)
     with open(os.path.join(r.build_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     for k, v in metrics.items():
@@ -319,10 +341,30 @@ def cmd_demo(args):
     return 0
 
 
+def cmd_bench(args):
+    r = Runner(args.build_dir)
+    t0 = time.monotonic()
+    kos = r.builds()
+    if len(kos) < 2:
+        return r.summary()
+    kver, make_guest = r.guest_setup(kos)
+    out = os.path.join(r.build_dir, "bench")
+    rows = bench.bench(make_guest, out, log, iterations=args.iterations)
+    log("")
+    log("guest %s, QEMU TCG; medians of %d iteration(s); %.0f min in all" % (
+        guest_kernel("6.12"), args.iterations, (time.monotonic() - t0) / 60))
+    log(bench.render(rows))
+    log("")
+    log("written: %s/bench.csv, bench.json, inflate.png" % out)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("command", choices=["check", "demo"])
+    ap.add_argument("command", choices=["check", "demo", "bench"])
+    ap.add_argument("--iterations", type=int, default=2,
+                    help="bench: rounds of the whole matrix (default 2)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--only", nargs="*",
                     help="scenario names; 'kernel' for the series, builds, "
@@ -330,7 +372,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")
-    sys.exit(cmd_check(args) if args.command == "check" else cmd_demo(args))
+    sys.exit({"check": cmd_check, "demo": cmd_demo,
+              "bench": cmd_bench}[args.command](args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""make bench: this project's virtio_balloon against the guest kernel's own.
+
+Both drivers run in the same QEMU setup and the same Debian guest kernel,
+one run after the other for each guest size and balloon fraction, in
+alternating order across iterations, so that a slow patch of the machine
+costs both alike. Results are ratios (ours / in-tree) next to the values.
+
+Per run: boot; inflate to the fraction, deflate to 0 and inflate again,
+each timed on the guest's clock (/proc/uptime, from just before the QMP
+command until MemTotal reached the goal; QMP query-balloon must agree);
+sample the QEMU process's VmRSS from just before `echo disk` until power-off;
+take "Need to copy N pages" and the hibernate time; resume in a new QEMU
+and time QEMU start to the first shell command; read how long the restore
+callback took to drop the balloon (this driver's log line; the in-tree
+driver has nothing to drop, it deflated at freeze).
+"""
+
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+
+import vm
+
+MiB = 1 << 20
+PAGE = 4096
+
+# The guest-side stopwatch: waits until MemTotal (kB) compares to a goal,
+# then writes the /proc/uptime readings from start and end.
+WATCH = b"""goal=$1
+a=$(cut -d " " -f1 /proc/uptime)
+while :; do
+  t=$(awk "/^MemTotal/ {print \\$2}" /proc/meminfo)
+  [ "$t" $2 "$goal" ] && break
+  usleep 20000
+done
+b=$(cut -d " " -f1 /proc/uptime)
+echo $a $b > /tmp/watch.out
+"""
+
+FULL = [(1024, 50), (1024, 90), (4096, 50), (4096, 90)]
+QUICK = [(1024, 50)]
+
+
+class BenchError(Exception):
+    pass
+
+
+def _rss_kb(pid, field="VmRSS"):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            m = re.search(r"^%s:\s+(\d+) kB" % field, f.read(), re.M)
+        return int(m.group(1)) if m else None
+    except OSError:
+        return None
+
+
+class RssSampler(threading.Thread):
+    """Peak VmRSS of a process, sampled every 20 ms until it exits."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.last_hwm = pid, 0, None
+
+    def run(self):
+        while True:
+            rss = _rss_kb(self.pid)
+            if rss is None:
+                return
+            self.peak = max(self.peak, rss)
+            self.last_hwm = _rss_kb(self.pid, "VmHWM") or self.last_hwm
+            time.sleep(0.02)
+
+
+def timed_resize(g, balloon_mb, timeout):
+    """Set the balloon, wait for QMP and MemTotal; guest seconds taken."""
+    base_kb = g.bench_memtotal_kb
+    goal_kb = base_kb - balloon_mb * 1024
+    # MemTotal is the managed count; a page or two may lag the balloon.
+    slack = 64
+    if balloon_mb:
+        goal, op = goal_kb + slack, "-le"
+    else:
+        goal, op = base_kb - slack, "-ge"
+    g.sh("rm -f /tmp/watch.out; sh /tmp/watch.sh %d %s "
+         "</dev/null >/dev/null 2>&1 &" % (goal, op))
+    g.set_balloon(balloon_mb)
+    g.wait_balloon(balloon_mb, timeout)
+    deadline = time.monotonic() + 30
+    while True:
+        rc, out = g.run("cat /tmp/watch.out")
+        if rc == 0 and out.strip():
+            a, b = (float(x) for x in out.split())
+            return b - a
+        if time.monotonic() > deadline:
+            raise BenchError("MemTotal never reached %d kB" % goal)
+        time.sleep(0.2)
+
+
+def one_run(make_guest, driver, mem_mb, pct, log):
+    """Every metric for one driver, guest size and balloon fraction."""
+    balloon_mb = mem_mb * pct // 100
+    pages = balloon_mb * MiB // PAGE
+    g = make_guest("bench-%s-%d-%d" % (driver, mem_mb, pct),
+                   series="6.12", mem_mb=mem_mb, driver=driver)
+    r = {"driver": driver, "mem_mb": mem_mb, "pct": pct,
+         "balloon_mb": balloon_mb}
+    timeout = 60 + balloon_mb // 8
+    try:
+        g.boot()
+        g.sh("echo %s | base64 -d > /tmp/watch.sh" %
+             base64.b64encode(WATCH).decode())
+        m0 = g.meminfo()
+        g.bench_memtotal_kb = m0["MemTotal"] // 1024
+
+        t = timed_resize(g, balloon_mb, timeout)
+        r["inflate_s"] = t
+        r["inflate_pages_s"] = pages / t if t > 0 else None
+        m1 = g.meminfo()
+        # Kernel memory the balloon took beyond its own pages, per page.
+        # Not MemFree: page cache and per-cpu lists move it by megabytes.
+        extra = m1["SUnreclaim"] - m0["SUnreclaim"]
+        r["overhead_bytes_per_page"] = max(extra, 0) / pages
+        t = timed_resize(g, 0, timeout)
+        r["deflate_s"] = t
+        r["deflate_pages_s"] = pages / t if t > 0 else None
+        timed_resize(g, balloon_mb, timeout)
+
+        pid = g.proc.pid
+        before = _rss_kb(pid)
+        sampler = RssSampler(pid)
+        sampler.start()
+        r["hibernate_s"] = g.hibernate(timeout=600)
+        sampler.join(5)
+        r["rss_before_mb"] = before / 1024
+        r["rss_peak_mb"] = sampler.peak / 1024
+        r["rss_growth_mb"] = (sampler.peak - before) / 1024
+        r["rss_growth_frac"] = r["rss_growth_mb"] / balloon_mb
+        r["image_pages"] = g.need_to_copy()
+
+        g.resume(timeout=600)
+        r["resume_to_usable_s"] = g.t_ready - g.t_launch
+        if driver == "ours":
+            m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us",
+                           g.dmesg())
+            if not m:
+                raise BenchError("no restore line in dmesg")
+            r["restore_drop_ms"] = int(m[-1][1]) / 1000
+            r["restore_drop_mb"] = int(m[-1][0])
+        else:
+            r["restore_drop_ms"] = 0.0
+        g.sh("true")
+    finally:
+        g.kill()
+        shutil.rmtree(g.dir, ignore_errors=True)
+    log("  %s %d MiB %d%%: inflate %.2fs deflate %.2fs image %d pages "
+        "RSS +%.0f MiB resume %.1fs" % (
+            driver, mem_mb, pct, r["inflate_s"], r["deflate_s"],
+            r["image_pages"], r["rss_peak_mb"] - r["rss_before_mb"],
+            r["resume_to_usable_s"]))
+    return r
+
+
+# (key, label, unit, better): better is "high" or "low".
+METRICS = [
+    ("inflate_pages_s", "inflate rate", "pages/s", "high"),
+    ("deflate_pages_s", "deflate rate", "pages/s", "high"),
+    ("rss_growth_mb", "host RSS growth in S4", "MiB", "low"),
+    ("rss_growth_frac", "host RSS growth in S4 / balloon", "", "low"),
+    ("image_pages", "image size", "pages", "low"),
+    ("hibernate_s", "echo disk to power-off", "s", "low"),
+    ("restore_drop_ms", "restore: drop balloon", "ms", "low"),
+    ("resume_to_usable_s", "resume to usable", "s", "low"),
+    ("overhead_bytes_per_page", "slab per ballooned page", "bytes", "low"),
+]
+
+
+def table(runs):
+    """Rows of (metric, size, in-tree, ours, ratio) from median values."""
+    rows = []
+    for key, label, unit, _ in METRICS:
+        for mem_mb, pct in sorted({(r["mem_mb"], r["pct"]) for r in runs}):
+            vals = {}
+            for drv in ("intree", "ours"):
+                xs = [r[key] for r in runs if r["driver"] == drv and
+                      r["mem_mb"] == mem_mb and r["pct"] == pct and
+                      r.get(key) is not None]
+                vals[drv] = statistics.median(xs) if xs else None
+            it, us = vals["intree"], vals["ours"]
+            ratio = us / it if it and us is not None else None
+            rows.append({"metric": label, "unit": unit,
+                         "guest": "%d MiB, %d%%" % (mem_mb, pct),
+                         "intree": it, "ours": us, "ratio": ratio})
+    return rows
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 1:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def render(rows):
+    head = ("metric", "guest", "in-tree", "ours", "ours/in-tree")
+    body = [("%s (%s)" % (r["metric"], r["unit"]) if r["unit"] else
+             r["metric"], r["guest"], _fmt(r["intree"]), _fmt(r["ours"]),
+             _fmt(r["ratio"])) for r in rows]
+    widths = [max(len(x[i]) for x in [head] + body) for i in range(5)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(head, widths)) +
+             " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for b in body:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in
+                                         zip(b, widths)) + " |")
+    return "\n".join(lines)
+
+
+def plot(runs, out_png, log):
+    """Inflate time against balloon size, both drivers (gnuplot)."""
+    if not shutil.which("gnuplot"):
+        log("  gnuplot missing: no plot")
+        return None
+    d = os.path.dirname(out_png)
+    data = {}
+    for drv in ("intree", "ours"):
+        pts = {}
+        for r in runs:
+            if r["driver"] == drv and r.get("inflate_s"):
+                pts.setdefault(r["balloon_mb"], []).append(r["inflate_s"])
+        path = os.path.join(d, "inflate-%s.dat" % drv)
+        with open(path, "w") as f:
+            for mb in sorted(pts):
+                f.write("%d %.4f\n" % (mb, statistics.median(pts[mb])))
+        data[drv] = path
+    script = """set terminal png size 800,500
+set output '%s'
+set title 'Inflate time (guest clock), QEMU TCG'
+set xlabel 'balloon size (MiB)'
+set ylabel 'seconds'
+set key left top
+set grid
+plot '%s' with linespoints title 'in-tree virtio\\_balloon', \\
+     '%s' with linespoints title 'this virtio\\_balloon'
+""" % (out_png, data["intree"], data["ours"])
+    r = subprocess.run(["gnuplot"], input=script.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode:
+        log("  gnuplot failed: %s" % r.stdout.decode(errors="replace"))
+        return None
+    return out_png
+
+
+def bench(make_guest, out_dir, log, quick=False, iterations=1):
+    """Run the matrix; write CSV, JSON and the plot; return the rows."""
+    os.makedirs(out_dir, exist_ok=True)
+    runs = []
+    matrix = QUICK if quick else FULL
+    for it in range(iterations):
+        for mem_mb, pct in matrix:
+            order = ("intree", "ours") if it % 2 == 0 else ("ours", "intree")
+            for drv in order:
+                runs.append(one_run(make_guest, drv, mem_mb, pct, log))
+    rows = table(runs)
+    with open(os.path.join(out_dir, "bench.json"), "w") as f:
+        json.dump({"runs": runs, "table": rows}, f, indent=1)
+    with open(os.path.join(out_dir, "bench.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["metric", "unit", "guest",
+                                          "intree", "ours", "ratio"])
+        w.writeheader()
+        w.writerows(rows)
+    plot(runs, os.path.join(out_dir, "inflate.png"), log)
+    return rows
