@@ -87,7 +87,14 @@ def build_module(kdir, outdir, w1=True):
     warnings = [ln for ln in text.splitlines()
                 if re.search(r"\b(warning|error):", ln)]
     ko = os.path.join(src, "drivers/virtio/virtio_balloon.ko")
-    return r.returncode == 0 and os.path.exists(ko), warnings, text, ko
+    # Debian's kernels have CONFIG_HYPERV: all three modules must be there.
+    kos = [ko, os.path.join(src, "hv_s4.ko"),
+           os.path.join(src, "drivers/hv/hv_balloon.ko")]
+    missing = [k for k in kos if not os.path.exists(k)]
+    if missing and r.returncode == 0:
+        text += "\nnot built: " + " ".join(os.path.relpath(k, src)
+                                           for k in missing)
+    return r.returncode == 0 and not missing, warnings, text, ko
 
 
 class Runner:
@@ -108,7 +115,8 @@ class Runner:
             kver = os.path.basename(kdir)[len("linux-headers-"):]
             out = os.path.join(self.build_dir, "kbuild", kver)
             ok, warns, text, ko = build_module(kdir, out)
-            detail = "%d warnings" % len(warns)
+            detail = "%d warnings (virtio_balloon, hv_balloon, hv_s4)" % \
+                len(warns)
             if not ok:
                 detail = "build failed:\n" + text[-3000:]
             elif warns:
