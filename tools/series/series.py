@@ -191,38 +191,46 @@ KUNIT_INCLUDE = re.compile(r"\n#ifdef CONFIG_\w+_KUNIT_TEST\n#include \"tests/"
                            r"[^\n]+\"\n#endif\n")
 
 
-def p_virtio_driver(tree, target):
-    copy_file(tree, target, "drivers/virtio/virtio_balloon.c")
-    # The tests arrive with their own patch.
-    full = os.path.join(tree, "drivers/virtio/virtio_balloon.c")
+def copy_driver(tree, target, path):
+    """The driver at @path without its KUnit include, which arrives with
+    the tests' own patch."""
+    copy_file(tree, target, path)
+    full = os.path.join(tree, path)
     with open(full) as f:
         text = f.read()
     with open(full, "w") as f:
         f.write(KUNIT_INCLUDE.sub("", text))
+
+
+def add_kunit(tree, target, driver, symbol, after):
+    """The driver with its include, the tests beside it, their Kconfig
+    entry after @after's and their MAINTAINERS F: line."""
+    tdir = os.path.join(os.path.dirname(driver), "tests")
+    tests = [os.path.join(tdir, f) for f in sorted(os.listdir(
+        os.path.join(ROOT, tdir)))]
+    copy_file(tree, target, driver)
+    for t in tests:
+        copy_file(tree, target, t)
+    splice_kconfig(tree, os.path.join(os.path.dirname(driver), "Kconfig"),
+                   [symbol], after=after)
+    maintainers_add(tree, maintainers_for(tests))
+
+
+def p_virtio_driver(tree, target):
+    copy_driver(tree, target, "drivers/virtio/virtio_balloon.c")
     splice_kconfig(tree, "drivers/virtio/Kconfig", ["VIRTIO_BALLOON"])
 
 
 def p_virtio_kunit(tree, target):
-    tests = ["drivers/virtio/tests/virtio_balloon_kunit.c",
-             "drivers/virtio/tests/.kunitconfig"]
-    copy_file(tree, target, "drivers/virtio/virtio_balloon.c")
-    for t in tests:
-        copy_file(tree, target, t)
-    splice_kconfig(tree, "drivers/virtio/Kconfig",
-                   ["VIRTIO_BALLOON_KUNIT_TEST"], after="VIRTIO_BALLOON")
-    maintainers_add(tree, maintainers_for(tests))
+    add_kunit(tree, target, "drivers/virtio/virtio_balloon.c",
+              "VIRTIO_BALLOON_KUNIT_TEST", "VIRTIO_BALLOON")
 
 
 HV_SECTION = "HYPER-V DYNAMIC MEMORY DRIVER"
 
 
 def p_hv_driver(tree, target):
-    copy_file(tree, target, "drivers/hv/hv_balloon.c")
-    full = os.path.join(tree, "drivers/hv/hv_balloon.c")
-    with open(full) as f:
-        text = f.read()
-    with open(full, "w") as f:
-        f.write(KUNIT_INCLUDE.sub("", text))
+    copy_driver(tree, target, "drivers/hv/hv_balloon.c")
     # The rewritten driver has no tracepoints.
     os.unlink(os.path.join(tree, "drivers/hv/hv_trace_balloon.h"))
     splice_kconfig(tree, "drivers/hv/Kconfig", ["HYPERV_BALLOON"])
@@ -231,14 +239,8 @@ def p_hv_driver(tree, target):
 
 
 def p_hv_kunit(tree, target):
-    tests = ["drivers/hv/tests/hv_balloon_kunit.c",
-             "drivers/hv/tests/.kunitconfig"]
-    copy_file(tree, target, "drivers/hv/hv_balloon.c")
-    for t in tests:
-        copy_file(tree, target, t)
-    splice_kconfig(tree, "drivers/hv/Kconfig",
-                   ["HYPERV_BALLOON_KUNIT_TEST"], after="HYPERV_BALLOON")
-    maintainers_add(tree, maintainers_for(tests))
+    add_kunit(tree, target, "drivers/hv/hv_balloon.c",
+              "HYPERV_BALLOON_KUNIT_TEST", "HYPERV_BALLOON")
 
 
 def p_docs(tree, target):
