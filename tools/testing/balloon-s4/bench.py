@@ -92,7 +92,19 @@ def timed_resize(g, balloon_mb, timeout):
     g.sh("rm -f /tmp/watch.out; sh /tmp/watch.sh %d %s "
          "</dev/null >/dev/null 2>&1 &" % (goal, op))
     g.set_balloon(balloon_mb)
-    g.wait_balloon(balloon_mb, timeout)
+    # A target the guest cannot spare stalls: give up after 10 s still.
+    last, since, t0 = None, time.monotonic(), time.monotonic()
+    while True:
+        cur = g.balloon_mb()
+        now = time.monotonic()
+        if abs(cur - balloon_mb) < 1e-9:
+            break
+        if cur != last:
+            last, since = cur, now
+        elif now - since > 10 or now - t0 > timeout:
+            raise BenchError("balloon stalled at %.0f of %d MiB" %
+                             (cur, balloon_mb))
+        time.sleep(0.1)
     deadline = time.monotonic() + 30
     while True:
         rc, out = g.run("cat /tmp/watch.out")
@@ -114,58 +126,69 @@ def one_run(make_guest, driver, mem_mb, pct, log):
          "balloon_mb": balloon_mb}
     timeout = 60 + balloon_mb // 8
     try:
-        g.boot()
-        g.sh("echo %s | base64 -d > /tmp/watch.sh" %
-             base64.b64encode(WATCH).decode())
-        m0 = g.meminfo()
-        g.bench_memtotal_kb = m0["MemTotal"] // 1024
-
-        t = timed_resize(g, balloon_mb, timeout)
-        r["inflate_s"] = t
-        r["inflate_pages_s"] = pages / t if t > 0 else None
-        m1 = g.meminfo()
-        # Kernel memory the balloon took beyond its own pages, per page.
-        # Not MemFree: page cache and per-cpu lists move it by megabytes.
-        extra = m1["SUnreclaim"] - m0["SUnreclaim"]
-        r["overhead_bytes_per_page"] = max(extra, 0) / pages
-        t = timed_resize(g, 0, timeout)
-        r["deflate_s"] = t
-        r["deflate_pages_s"] = pages / t if t > 0 else None
-        timed_resize(g, balloon_mb, timeout)
-
-        pid = g.proc.pid
-        before = _rss_kb(pid)
-        sampler = RssSampler(pid)
-        sampler.start()
-        r["hibernate_s"] = g.hibernate(timeout=600)
-        sampler.join(5)
-        r["rss_before_mb"] = before / 1024
-        r["rss_peak_mb"] = sampler.peak / 1024
-        r["rss_growth_mb"] = (sampler.peak - before) / 1024
-        r["rss_growth_frac"] = r["rss_growth_mb"] / balloon_mb
-        r["image_pages"] = g.need_to_copy()
-
-        g.resume(timeout=600)
-        r["resume_to_usable_s"] = g.t_ready - g.t_launch
-        if driver == "ours":
-            m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us",
-                           g.dmesg())
-            if not m:
-                raise BenchError("no restore line in dmesg")
-            r["restore_drop_ms"] = int(m[-1][1]) / 1000
-            r["restore_drop_mb"] = int(m[-1][0])
-        else:
-            r["restore_drop_ms"] = 0.0
-        g.sh("true")
+        _measure(g, r, balloon_mb, pages, timeout, driver)
+    except (BenchError, vm.GuestError) as e:
+        # A cell the guest cannot do (say, hibernating with 90% of a small
+        # guest ballooned) stays empty; the error goes under the table.
+        r["error"] = str(e)
+        log("  %s %d MiB %d%%: %s" % (driver, mem_mb, pct, e))
+        return r
     finally:
         g.kill()
         shutil.rmtree(g.dir, ignore_errors=True)
     log("  %s %d MiB %d%%: inflate %.2fs deflate %.2fs image %d pages "
         "RSS +%.0f MiB resume %.1fs" % (
             driver, mem_mb, pct, r["inflate_s"], r["deflate_s"],
-            r["image_pages"], r["rss_peak_mb"] - r["rss_before_mb"],
+            r["image_pages"], r["rss_growth_mb"],
             r["resume_to_usable_s"]))
     return r
+
+
+def _measure(g, r, balloon_mb, pages, timeout, driver):
+    """The phases of one_run(), filling @r as they complete."""
+    g.boot()
+    g.sh("echo %s | base64 -d > /tmp/watch.sh" %
+         base64.b64encode(WATCH).decode())
+    m0 = g.meminfo()
+    g.bench_memtotal_kb = m0["MemTotal"] // 1024
+
+    t = timed_resize(g, balloon_mb, timeout)
+    r["inflate_s"] = t
+    r["inflate_pages_s"] = pages / t if t > 0 else None
+    m1 = g.meminfo()
+    # Kernel memory the balloon took beyond its own pages, per page.
+    # Not MemFree: page cache and per-cpu lists move it by megabytes.
+    extra = m1["SUnreclaim"] - m0["SUnreclaim"]
+    r["overhead_bytes_per_page"] = max(extra, 0) / pages
+    t = timed_resize(g, 0, timeout)
+    r["deflate_s"] = t
+    r["deflate_pages_s"] = pages / t if t > 0 else None
+    timed_resize(g, balloon_mb, timeout)
+
+    pid = g.proc.pid
+    before = _rss_kb(pid)
+    sampler = RssSampler(pid)
+    sampler.start()
+    r["hibernate_s"] = g.hibernate(timeout=600)
+    sampler.join(5)
+    r["rss_before_mb"] = before / 1024
+    r["rss_peak_mb"] = sampler.peak / 1024
+    r["rss_growth_mb"] = (sampler.peak - before) / 1024
+    r["rss_growth_frac"] = r["rss_growth_mb"] / balloon_mb
+    r["image_pages"] = g.need_to_copy()
+
+    g.resume(timeout=600)
+    r["resume_to_usable_s"] = g.t_ready - g.t_launch
+    if driver == "ours":
+        m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us",
+                       g.dmesg())
+        if not m:
+            raise BenchError("no restore line in dmesg")
+        r["restore_drop_ms"] = int(m[-1][1]) / 1000
+        r["restore_drop_mb"] = int(m[-1][0])
+    else:
+        r["restore_drop_ms"] = 0.0
+    g.sh("true")
 
 
 # (key, label, unit, better): better is "high" or "low".
@@ -272,6 +295,10 @@ def bench(make_guest, out_dir, log, quick=False, iterations=1):
             for drv in order:
                 runs.append(one_run(make_guest, drv, mem_mb, pct, log))
     rows = table(runs)
+    for r in runs:
+        if r.get("error"):
+            log("  no values for %s, %d MiB, %d%%: %s" % (
+                r["driver"], r["mem_mb"], r["pct"], r["error"]))
     with open(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump({"runs": runs, "table": rows}, f, indent=1)
     with open(os.path.join(out_dir, "bench.csv"), "w", newline="") as f:

@@ -337,10 +337,20 @@ class Guest:
         t0 = time.monotonic()
         self.pending = self._send(setup + "echo disk > /sys/power/state")
         deadline = t0 + timeout
+        done = re.compile(rb"@@BS4 %d (\d+)@@" % self.pending)
+        self.agent.settimeout(0.1)
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
                 raise GuestError("guest did not power off in %ds" % timeout)
-            time.sleep(0.1)
+            # The command answering means hibernation failed in the guest.
+            m = done.search(self.rxbuf)
+            if m:
+                raise GuestError("hibernation failed in the guest (rc %s)"
+                                 % m.group(1).decode())
+            try:
+                self.rxbuf += self.agent.recv(65536)
+            except (socket.timeout, OSError):
+                pass
         t = time.monotonic() - t0
         self._close()
         out = self.proc.stdout.read().decode(errors="replace")
