@@ -226,10 +226,12 @@ class Runner:
                                 (fields.get("version"), ver))
             if "oom_pages" not in fields.get("parm", ""):
                 problems.append("no oom_pages parameter")
-            _, hv = sh("modinfo", "-k", k61, "-F", "filename", "hv_s4")
-            if not hv.strip().startswith(os.path.dirname(want) + "/hv_s4.ko"):
-                problems.append("hv_s4 not installed by DKMS (%s)" %
-                                hv.strip())
+            for mod in ("hv_s4", "hv_balloon"):
+                _, hv = sh("modinfo", "-k", k61, "-F", "filename", mod)
+                if not hv.strip().startswith(
+                        "%s/%s.ko" % (os.path.dirname(want), mod)):
+                    problems.append("%s not installed by DKMS (%s)" %
+                                    (mod, hv.strip()))
             self.record("dkms install 6.1", not problems,
                         "; ".join(problems) or "%s %s" % (want, ver))
             rc, out = sh("dkms", "build", pkg, "-k", k612)
