@@ -42,7 +42,7 @@ PAGE = 4096
 
 # The guest-side stopwatch: waits until MemTotal (kB) compares to a goal,
 # or has not moved for about two seconds (a target the guest cannot meet),
-# then writes the /proc/uptime readings from the start and from the last
+# then prints the /proc/uptime readings from the start and from the last
 # change, and the final MemTotal.
 WATCH = b"""goal=$1
 a=$(cut -d " " -f1 /proc/uptime)
@@ -65,7 +65,7 @@ while :; do
   fi
   usleep 20000
 done
-echo $a $b $t > /tmp/watch.out
+echo $a $b $t
 """
 
 FULL = [(1024, 50), (1024, 90), (4096, 50), (4096, 90)]
@@ -113,8 +113,9 @@ def timed_resize(g, balloon_mb, timeout):
         goal, op = base_kb - balloon_mb * 1024 + slack, "-le"
     else:
         goal, op = base_kb - slack, "-ge"
-    g.sh("rm -f /tmp/watch.out; sh /tmp/watch.sh %d %s "
-         "</dev/null >/dev/null 2>&1 &" % (goal, op))
+    # In the foreground: the agent is PID 1, and a background job that
+    # ends as an orphan interrupts its read of the next command.
+    seq = g._send("sh /tmp/watch.sh %d %s" % (goal, op))
     g.set_balloon(balloon_mb)
     last, since, t0 = None, time.monotonic(), time.monotonic()
     while True:
@@ -130,15 +131,12 @@ def timed_resize(g, balloon_mb, timeout):
             raise BenchError("balloon at %.0f of %d MiB after %ds" %
                              (cur, balloon_mb, timeout))
         time.sleep(0.1)
-    deadline = time.monotonic() + 60
-    while True:
-        rc, out = g.run("cat /tmp/watch.out")
-        if rc == 0 and out.strip():
-            a, b, _ = out.split()
-            return float(b) - float(a), g.balloon_mb()
-        if time.monotonic() > deadline:
-            raise BenchError("the guest stopwatch never stopped")
-        time.sleep(0.2)
+    rc, out = g._wait_marker(seq, 60)
+    words = out.split()
+    if rc or len(words) < 3:
+        raise BenchError("the guest stopwatch failed: %r" % out[-200:])
+    a, b = float(words[-3]), float(words[-2])
+    return b - a, g.balloon_mb()
 
 
 def one_run(make_guest, driver, mem_mb, pct, log):
@@ -326,13 +324,7 @@ def bench(make_guest, out_dir, log, quick=False, iterations=1):
         for mem_mb, pct in matrix:
             order = ("intree", "ours") if it % 2 == 0 else ("ours", "intree")
             for drv in order:
-                r = one_run(make_guest, drv, mem_mb, pct, log)
-                # About one run in twenty, with either driver, the guest
-                # stops answering its agent; such a run is repeated once.
-                if "did not answer" in r.get("error", ""):
-                    log("  repeating that run")
-                    r = one_run(make_guest, drv, mem_mb, pct, log)
-                runs.append(r)
+                runs.append(one_run(make_guest, drv, mem_mb, pct, log))
     rows = table(runs)
     for r in runs:
         if r.get("error"):
