@@ -1176,6 +1176,7 @@ static const u32 hv_dm_versions[] = {
 	HV_DM_VERSION_WIN7,
 };
 
+/* Return: the version the host accepted, or a negative errno. */
 static int hv_dm_negotiate_version(struct hv_dm *dm)
 {
 	struct hv_dm_version_req req = {};
@@ -1193,10 +1194,8 @@ static int hv_dm_negotiate_version(struct hv_dm *dm)
 				     &accepted);
 		if (ret)
 			return ret;
-		if (accepted) {
-			dm->version = req.version;
-			return 0;
-		}
+		if (accepted)
+			return req.version;
 	}
 	return -EPROTO;
 }
@@ -1225,6 +1224,7 @@ static int hv_dm_connect(struct hv_dm *dm)
 {
 	struct hv_dm_caps_report caps = {};
 	bool accepted;
+	int version;
 	int ret;
 
 	mutex_lock(&dm->lock);
@@ -1232,8 +1232,9 @@ static int hv_dm_connect(struct hv_dm *dm)
 	hv_dm_set_state(dm, HV_DM_NEGOTIATING);
 	mutex_unlock(&dm->lock);
 
-	ret = hv_dm_negotiate_version(dm);
-	if (ret) {
+	version = hv_dm_negotiate_version(dm);
+	if (version < 0) {
+		ret = version;
 		pr_err("no protocol version agreed with the host: %d\n", ret);
 		goto fail;
 	}
@@ -1251,6 +1252,7 @@ static int hv_dm_connect(struct hv_dm *dm)
 	}
 
 	mutex_lock(&dm->lock);
+	dm->version = version;
 	hv_dm_set_state(dm, HV_DM_READY);
 	mutex_unlock(&dm->lock);
 	queue_delayed_work(system_freezable_wq, &dm->status_work, 0);
@@ -1258,7 +1260,6 @@ static int hv_dm_connect(struct hv_dm *dm)
 
 fail:
 	mutex_lock(&dm->lock);
-	dm->version = 0;
 	hv_dm_set_state(dm, HV_DM_ERROR);
 	mutex_unlock(&dm->lock);
 	return ret;
