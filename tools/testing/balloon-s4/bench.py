@@ -76,10 +76,10 @@ class BenchError(Exception):
     pass
 
 
-def _rss_kb(pid, field="VmRSS"):
+def _rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
-            m = re.search(r"^%s:\s+(\d+) kB" % field, f.read(), re.M)
+            m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
         return int(m.group(1)) if m else None
     except OSError:
         return None
@@ -90,7 +90,7 @@ class RssSampler(threading.Thread):
 
     def __init__(self, pid):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.last_hwm = pid, 0, None
+        self.pid, self.peak = pid, 0
 
     def run(self):
         while True:
@@ -98,7 +98,6 @@ class RssSampler(threading.Thread):
             if rss is None:
                 return
             self.peak = max(self.peak, rss)
-            self.last_hwm = _rss_kb(self.pid, "VmHWM") or self.last_hwm
             time.sleep(0.02)
 
 

@@ -218,8 +218,8 @@ class KernelChecks:
         """kunit.py run for each suite; one recorded test per KTAP case."""
         tree = series.tree_dir(t)
         for kc in KUNITCONFIGS:
-            bdir = os.path.join(series.CACHE, "kunit-%s-%s" % (
-                t, os.path.basename(os.path.dirname(os.path.dirname(kc)))))
+            suite = os.path.basename(os.path.dirname(os.path.dirname(kc)))
+            bdir = os.path.join(series.CACHE, "kunit-%s-%s" % (t, suite))
             jpath = bdir + ".json"
             if os.path.exists(jpath):
                 os.unlink(jpath)
@@ -251,7 +251,6 @@ class KernelChecks:
                           errors="replace") as f:
                     klog = f.read()
             bad = [ln for ln in klog.splitlines() if BAD_KLOG.search(ln)]
-            suite = os.path.basename(os.path.dirname(os.path.dirname(kc)))
             self.record("kunit %s %s kernel log clean" % (t, suite),
                         bool(klog) and not bad,
                         "\n".join(bad[:20]) if klog else "no test.log")
