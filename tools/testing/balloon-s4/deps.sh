@@ -1,16 +1,28 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Install the Debian 12 packages the build and the QEMU harness need.
-# Installs only what is missing; runs apt-get update only then.
+# Install the Debian 12 packages that every target needs: the out-of-tree
+# build, the kernel trees (series, W=1 and sparse builds, KUnit), DKMS and
+# the QEMU harness. Installs only what is missing, runs apt-get update only
+# then, and afterwards checks that every tool the tests call is on PATH.
 
 set -eu
 
-PKGS="make gcc libc6-dev kmod cpio gzip util-linux python3
-      qemu-system-x86 busybox-static sparse gnuplot-nox
-      python3-ply python3-git python3-docutils dkms xz-utils git linux-source-6.1 linux-source-6.12
+# Kernel builds (the trees and kunit.py) need flex, bison, bc, libelf-dev
+# and libssl-dev; a new Debian 12 machine has none of them.
+PKGS="make gcc libc6-dev kmod cpio gzip xz-utils util-linux python3 perl git
+      flex bison bc libelf-dev libssl-dev
+      qemu-system-x86 busybox-static sparse gnuplot-nox dkms
+      python3-ply python3-git python3-docutils
+      linux-source-6.1 linux-source-6.12
       linux-image-amd64 linux-headers-amd64
       linux-image-6.12-amd64 linux-headers-6.12-amd64"
+
+# Each tool the tests run, and the package that brings it.
+TOOLS="make:make gcc:gcc depmod:kmod cpio:cpio gzip:gzip xz:xz-utils
+       python3:python3 perl:perl git:git flex:flex bison:bison bc:bc
+       qemu-system-x86_64:qemu-system-x86 sparse:sparse gnuplot:gnuplot-nox
+       dkms:dkms rst2pseudoxml:python3-docutils"
 
 missing=""
 for p in $PKGS; do
@@ -18,14 +30,29 @@ for p in $PKGS; do
 		grep -q '^install ok installed$' || missing="$missing $p"
 done
 
-[ -z "$missing" ] && exit 0
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing Debian packages:$missing (run as root to install)" >&2
+		exit 1
+	fi
+	echo "deps: installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing
+fi
 
-if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing Debian packages:$missing (run as root to install)" >&2
+bad=""
+for t in $TOOLS; do
+	cmd=${t%%:*}
+	command -v "$cmd" >/dev/null 2>&1 ||
+		command -v "$cmd.py" >/dev/null 2>&1 ||
+		bad="$bad $cmd (package ${t#*:})"
+done
+if [ -n "$bad" ]; then
+	echo "deps: not found after installing:$bad" >&2
 	exit 1
 fi
-echo "deps: installing$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-# shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing
+for h in /usr/include/libelf.h /usr/include/openssl/ssl.h; do
+	[ -e "$h" ] || { echo "deps: $h is missing (libelf-dev, libssl-dev)" >&2; exit 1; }
+done
