@@ -28,7 +28,8 @@
  * The protocol (hv_dm_*) validates messages, runs the session state machine
  * and keeps the balloon and hot-add bookkeeping. It reaches the host, the
  * page allocator and memory hotplug only through struct hv_dm_ops, so that
- * KUnit plays the host (tests/) without VMBus. The VMBus transport (hv_balloon_*) owns the channel,
+ * KUnit plays the host (tests/: two independent fake hosts) without
+ * VMBus. The VMBus transport (hv_balloon_*) owns the channel,
  * probe, remove and the PM callbacks.
  *
  * Context and locking
@@ -212,7 +213,7 @@ struct hv_dm_info_hdr {
 #define HV_DM_2M_ORDER		(21 - PAGE_SHIFT)
 #define HV_DM_RESPONSE_TIMEOUT	(5 * HZ)
 #define HV_DM_SEND_BACKOFF_MS	100
-#define HV_DM_RX_QUEUE_MAX	64
+#define HV_DM_RX_QUEUE_MIN	64
 
 /**
  * enum hv_dm_state - the session, as seen by the protocol
@@ -1355,9 +1356,12 @@ static void hv_dm_rx_lost(struct hv_dm *dm, const void *msg, u32 len,
  * @msg: the message; copied, so the caller may reuse the buffer.
  * @len: its length in bytes, at most HV_DM_MSG_MAX.
  *
- * Any context. A full queue, which only a misbehaving host can cause, or
- * a failed allocation, drops the message; a request among them is still
- * answered.
+ * Any context. The queue holds HV_DM_RX_QUEUE_MIN messages plus one per
+ * ballooned page: a host returns ballooned memory in a series of
+ * unballoon requests sent without waiting (QEMU sends one range per
+ * request), and no honest series names more ranges than there are pages.
+ * A message past that, or one that meets a failed allocation, is dropped;
+ * a request among them is still answered.
  */
 static void hv_dm_receive(struct hv_dm *dm, const void *msg, u32 len)
 {
@@ -1376,7 +1380,7 @@ static void hv_dm_receive(struct hv_dm *dm, const void *msg, u32 len)
 	m->len = len;
 	memcpy(m->data, msg, len);
 	spin_lock_irqsave(&dm->rx_lock, flags);
-	if (dm->rx_len >= HV_DM_RX_QUEUE_MAX) {
+	if (dm->rx_len >= HV_DM_RX_QUEUE_MIN + READ_ONCE(dm->balloon_pages)) {
 		spin_unlock_irqrestore(&dm->rx_lock, flags);
 		kfree(m);
 		hv_dm_rx_lost(dm, msg, len, "receive queue full");
@@ -2076,4 +2080,5 @@ MODULE_LICENSE("GPL");
 
 #ifdef CONFIG_HYPERV_BALLOON_KUNIT_TEST
 #include "tests/hv_balloon_kunit.c"
+#include "tests/hv_balloon_qemu_kunit.c"
 #endif

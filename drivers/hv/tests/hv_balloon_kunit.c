@@ -1120,7 +1120,7 @@ static void hv_balloon_test_lost_requests_answered(struct kunit *test)
 		.hdr = { .type = HV_DM_HOT_ADD_REQUEST, .size = sizeof(add) },
 		.range = hv_dm_range(HVB_HA_PFN, 10),
 	};
-	const unsigned int n = HV_DM_RX_QUEUE_MAX + 10;
+	const unsigned int n = HV_DM_RX_QUEUE_MIN + 10;
 	unsigned int i, j, served;
 
 	cancel_delayed_work_sync(&f->dm.status_work);
