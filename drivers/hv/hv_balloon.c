@@ -28,8 +28,8 @@
  * The protocol (hv_dm_*) validates messages, runs the session state machine
  * and keeps the balloon and hot-add bookkeeping. It reaches the host, the
  * page allocator and memory hotplug only through struct hv_dm_ops, so that
- * KUnit plays the host (tests/: two independent fake hosts) without
- * VMBus. The VMBus transport (hv_balloon_*) owns the channel,
+ * KUnit plays the host (tests/: two independent fake hosts and a fuzzer)
+ * without VMBus. The VMBus transport (hv_balloon_*) owns the channel,
  * probe, remove and the PM callbacks.
  *
  * Context and locking
@@ -2081,4 +2081,5 @@ MODULE_LICENSE("GPL");
 #ifdef CONFIG_HYPERV_BALLOON_KUNIT_TEST
 #include "tests/hv_balloon_kunit.c"
 #include "tests/hv_balloon_qemu_kunit.c"
+#include "tests/hv_balloon_fuzz_kunit.c"
 #endif

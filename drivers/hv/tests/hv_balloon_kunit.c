@@ -46,6 +46,14 @@ struct hvb_fake {
 	int full_tries;			/* this many times; <0: for ever */
 	unsigned int full_seen;		/* -EAGAIN returned so far */
 	u32 skew_trans_id;		/* added to the id of each answer */
+	bool tally;			/* count answers, record nothing */
+	unsigned int add_budget;	/* with @tally: blocks per request */
+
+	/* With @tally, what it saw. */
+	unsigned long answers;		/* final answers to requests */
+	unsigned long answered_pages;	/* hpages balloon responses named */
+	u64 recent[64];			/* ranges of recent balloon responses */
+	unsigned int nr_recent;
 
 	/* What it saw. */
 	struct mutex sent_lock;		/* protects @sent */
@@ -75,6 +83,32 @@ static void hvb_answer(struct hvb_fake *f, const struct hv_dm_hdr *hdr,
 	hv_dm_receive(&f->dm, &resp, sizeof(resp));
 }
 
+/* For the fuzzer: keep count, and the last ranges the guest gave. */
+static void hvb_tally(struct hvb_fake *f, const void *msg)
+{
+	const struct hv_dm_balloon_resp *resp = msg;
+	unsigned long pfn, count;
+	unsigned int i, nr;
+
+	switch (resp->hdr.type) {
+	case HV_DM_BALLOON_RESPONSE:
+		nr = FIELD_GET(HV_DM_RESP_RANGE_COUNT, resp->flags);
+		for (i = 0; i < nr; i++) {
+			hv_dm_range_get(resp->ranges[i], &pfn, &count);
+			f->answered_pages += count;
+			f->recent[f->nr_recent++ % ARRAY_SIZE(f->recent)] =
+				resp->ranges[i];
+		}
+		if (!(resp->flags & HV_DM_MORE_PAGES))
+			f->answers++;
+		break;
+	case HV_DM_UNBALLOON_RESPONSE:
+	case HV_DM_HOT_ADD_RESPONSE:
+		f->answers++;
+		break;
+	}
+}
+
 static int hvb_send(struct hv_dm *dm, void *msg, u32 len)
 {
 	struct hvb_fake *f = hvb_of(dm);
@@ -92,6 +126,10 @@ static int hvb_send(struct hv_dm *dm, void *msg, u32 len)
 			f->full_seen++;
 			return -EAGAIN;
 		}
+	}
+	if (f->tally) {
+		hvb_tally(f, msg);
+		return 0;
 	}
 	s = kunit_kzalloc(f->test, sizeof(*s), GFP_KERNEL);
 	if (!s)
@@ -159,6 +197,11 @@ static int hvb_add_memory(struct hv_dm *dm, unsigned long start_pfn,
 
 	KUNIT_EXPECT_EQ(f->test, start_pfn % dm->block_pages, 0UL);
 	KUNIT_EXPECT_EQ(f->test, nr_pages, dm->block_pages);
+	if (f->tally) {
+		if (!f->add_budget)
+			return -ENOSPC;
+		f->add_budget--;
+	}
 	if (!f->add_memory_ret)
 		f->adds++;
 	return f->add_memory_ret;

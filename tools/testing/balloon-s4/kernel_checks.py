@@ -31,6 +31,7 @@ OUR_FILES = [
     "drivers/hv/hv_balloon.c",
     "drivers/hv/tests/hv_balloon_kunit.c",
     "drivers/hv/tests/hv_balloon_qemu_kunit.c",
+    "drivers/hv/tests/hv_balloon_fuzz_kunit.c",
 ]
 BUILD_DIRS = ["drivers/virtio/", "drivers/hv/"]
 KUNITCONFIGS = ["drivers/virtio/tests/.kunitconfig",
