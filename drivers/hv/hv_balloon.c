@@ -28,9 +28,9 @@
  * The protocol (hv_dm_*) validates messages, runs the session state machine
  * and keeps the balloon and hot-add bookkeeping. It reaches the host, the
  * page allocator and memory hotplug only through struct hv_dm_ops, so that
- * KUnit plays the host (tests/hv_balloon_kunit.c) without VMBus. The VMBus
- * transport (hv_balloon_*) owns the channel, probe, remove and the PM
- * callbacks.
+ * KUnit plays the host (tests/: two independent fake hosts and a fuzzer)
+ * without VMBus. The VMBus transport (hv_balloon_*) owns the channel,
+ * probe, remove and the PM callbacks.
  *
  * Context and locking
  * -------------------
@@ -212,8 +212,8 @@ struct hv_dm_info_hdr {
 
 #define HV_DM_2M_ORDER		(21 - PAGE_SHIFT)
 #define HV_DM_RESPONSE_TIMEOUT	(5 * HZ)
-#define HV_DM_SEND_RETRIES	5
-#define HV_DM_RX_QUEUE_MAX	64
+#define HV_DM_SEND_BACKOFF_MS	100
+#define HV_DM_RX_QUEUE_MIN	64
 
 /**
  * enum hv_dm_state - the session, as seen by the protocol
@@ -248,6 +248,8 @@ enum hv_dm_counter {
 	HV_DM_C_HOT_ADDED,	/* hpages the host backed by hot-add */
 	HV_DM_C_REFUSED,	/* requests refused in hibernation mode */
 	HV_DM_C_BAD_MESSAGES,	/* malformed or unexpected host messages */
+	HV_DM_C_LOST,		/* requests not queued, answered as not done */
+	HV_DM_C_TRANS_ID,	/* responses with another transaction id */
 	HV_DM_C_STATUS,		/* status reports sent */
 	HV_DM_C_RESUMES,	/* sessions negotiated again on resume */
 	HV_DM_C_NR,
@@ -262,11 +264,25 @@ static const char * const hv_dm_counter_names[HV_DM_C_NR] = {
 	[HV_DM_C_HOT_ADDED]	  = "hot_added",
 	[HV_DM_C_REFUSED]	  = "refused",
 	[HV_DM_C_BAD_MESSAGES]	  = "bad_messages",
+	[HV_DM_C_LOST]		  = "lost_requests",
+	[HV_DM_C_TRANS_ID]	  = "trans_id_mismatch",
 	[HV_DM_C_STATUS]	  = "status_reports",
 	[HV_DM_C_RESUMES]	  = "resumes",
 };
 
 struct hv_dm;
+
+/**
+ * struct hv_dm_meminfo - the guest's memory, in hpages
+ * @avail: what could be allocated without swapping (MemAvailable).
+ * @committed: what the guest has promised to its users (Committed_AS).
+ * @swap_free: free swap.
+ */
+struct hv_dm_meminfo {
+	unsigned long avail;
+	unsigned long committed;
+	unsigned long swap_free;
+};
 
 /**
  * struct hv_dm_ops - what the protocol needs from the world around it
@@ -280,6 +296,7 @@ struct hv_dm;
  *	whole memory blocks only.
  * @online: give one page of added memory to the page allocator. Called
  *	under a spinlock.
+ * @meminfo: read the guest's memory figures; any context but atomic.
  */
 struct hv_dm_ops {
 	int (*open)(struct hv_dm *dm);
@@ -289,6 +306,7 @@ struct hv_dm_ops {
 	int (*add_memory)(struct hv_dm *dm, unsigned long start_pfn,
 			  unsigned long nr_pages);
 	void (*online)(struct hv_dm *dm, unsigned long pfn);
+	void (*meminfo)(struct hv_dm *dm, struct hv_dm_meminfo *mi);
 };
 
 /**
@@ -331,11 +349,14 @@ struct hv_dm_gap {
  * @hot_add: hot-add is allowed (not in hibernation mode, and hotplug is
  *	available).
  * @block_pages: hpages per memory block, the unit of hot-add.
- * @floor_pages: balloon up stops when available memory would fall below.
+ * @floor_pages: balloon up stops when available memory would fall below;
+ *	also reported as committed (see hv_dm_post_status()).
  * @held: ballooned hpages, indexed by frame number.
  * @balloon_pages: number of entries in @held; read locklessly by status.
  * @regions: hot-add regions, in the order the host named them.
  * @ha_lock: see struct hv_dm_region; the online callback takes only this.
+ * @ha_backed: hpages of added memory the host backed; under @ha_lock.
+ * @ha_onlined: of those, hpages given to the page allocator; under @ha_lock.
  * @max_page_count: the host's limit for this guest (info message), or 0.
  * @send_buf: one message under construction.
  * @expect: the response type negotiation waits for, or 0.
@@ -345,8 +366,12 @@ struct hv_dm_gap {
  * @rx_lock: protects @rx_queue and @rx_len.
  * @rx_queue: received messages not yet handled.
  * @rx_len: number of messages in @rx_queue.
+ * @rx_lost: requests that could not be queued, by message type; each is
+ *	answered as "nothing done" by @rx_work.
  * @rx_work: handles @rx_queue.
  * @status_work: sends a status report every second while READY.
+ * @stopping: the session is ending; a send waiting for room gives up.
+ *	Written before @lock is taken, read without it.
  * @trans_id: the last transaction id used in a message of ours.
  * @counters: see enum hv_dm_counter.
  * @priv: the transport's.
@@ -365,6 +390,8 @@ struct hv_dm {
 	unsigned long balloon_pages;
 	struct list_head regions;
 	spinlock_t ha_lock;		/* see struct hv_dm_region */
+	unsigned long ha_backed;
+	unsigned long ha_onlined;
 	u64 max_page_count;
 	u8 send_buf[HV_DM_MSG_MAX] __aligned(8);
 	u16 expect;
@@ -375,9 +402,11 @@ struct hv_dm {
 	spinlock_t rx_lock;		/* see the top of the file */
 	struct list_head rx_queue;
 	unsigned int rx_len;
+	unsigned int rx_lost[HV_DM_HOT_ADD_REQUEST + 1];
 	struct work_struct rx_work;
 
 	struct delayed_work status_work;
+	bool stopping;
 	atomic_t trans_id;
 	atomic_long_t counters[HV_DM_C_NR];
 	void *priv;
@@ -428,20 +457,24 @@ static void hv_dm_hdr_init(struct hv_dm *dm, struct hv_dm_hdr *hdr, u16 type,
 }
 
 /*
- * The ring can be full for a moment while the host catches up; anything
- * else, or a ring that stays full, ends the operation.
+ * A full ring means the host has not caught up yet. It may be waiting
+ * for exactly this message (the rest of a balloon response series, say),
+ * so giving up would leave it waiting for ever: retry, backing off up to
+ * HV_DM_SEND_BACKOFF_MS, until the session ends. Any other error is
+ * final.
  */
 static int hv_dm_send(struct hv_dm *dm, void *msg)
 {
 	struct hv_dm_hdr *hdr = msg;
-	int tries = 0;
+	unsigned int delay = 1;
 	int ret;
 
 	for (;;) {
 		ret = dm->ops->send(dm, msg, hdr->size);
-		if (ret != -EAGAIN || ++tries > HV_DM_SEND_RETRIES)
+		if (ret != -EAGAIN || READ_ONCE(dm->stopping))
 			break;
-		msleep(20);
+		msleep(delay);
+		delay = min(delay * 2, HV_DM_SEND_BACKOFF_MS);
 	}
 	if (ret)
 		pr_err_ratelimited("cannot send message type %u: %d\n",
@@ -450,6 +483,14 @@ static int hv_dm_send(struct hv_dm *dm, void *msg)
 }
 
 /* -- balloon ------------------------------------------------------------ */
+
+static unsigned long hv_dm_avail(struct hv_dm *dm)
+{
+	struct hv_dm_meminfo mi;
+
+	dm->ops->meminfo(dm, &mi);
+	return mi.avail;
+}
 
 /*
  * Record and take @nr pages from @pfn: they leave the managed count and
@@ -578,7 +619,7 @@ static void hv_dm_balloon_up(struct hv_dm *dm, u32 want)
 			if (order && want - done < (1U << order))
 				order = 0;
 			if (dm->floor_pages &&
-			    si_mem_available() < dm->floor_pages + (1 << order)) {
+			    hv_dm_avail(dm) < dm->floor_pages + (1 << order)) {
 				stop = true;
 				break;
 			}
@@ -728,16 +769,26 @@ static void hv_dm_pages_online(struct hv_dm *dm, unsigned long pfn,
 		r = hv_dm_find_region(dm, pfn + i);
 		if (r)
 			__set_bit(hv_dm_block_of(dm, r, pfn + i), r->online);
-		if (!r || hv_dm_pfn_backed(r, pfn + i))
+		if (!r || hv_dm_pfn_backed(r, pfn + i)) {
 			dm->ops->online(dm, pfn + i);
+			if (r)
+				dm->ha_onlined++;
+		}
 	}
 	spin_unlock(&dm->ha_lock);
 }
 
+/* The last hpage the guest can address. */
+static unsigned long hv_dm_max_pfn(void)
+{
+	return (1UL << (MAX_PHYSMEM_BITS - PAGE_SHIFT)) - 1;
+}
+
 /*
  * A new region: the host's, or else the memory blocks around the range.
- * Returns NULL, having logged why, when it overlaps one we have or lies
- * past what the guest can address.
+ * Returns an ERR_PTR, having logged why, when it overlaps one we have or
+ * lies past what the guest can address (-EINVAL), or when memory is short
+ * (-ENOMEM).
  */
 static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
 					     unsigned long pfn,
@@ -755,25 +806,25 @@ static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
 	}
 	start = ALIGN_DOWN(rg_pfn, dm->block_pages);
 	end = ALIGN(rg_pfn + rg_count, dm->block_pages);
-	if (end - 1 > (1UL << (MAX_PHYSMEM_BITS - PAGE_SHIFT)) - 1) {
-		pr_warn("hot add: region %#lx-%#lx is past the guest's physical address space\n",
-			start, end);
-		return NULL;
+	if (end - 1 > hv_dm_max_pfn()) {
+		pr_warn_ratelimited("hot add: region %#lx-%#lx is past the guest's physical address space\n",
+				    start, end);
+		return ERR_PTR(-EINVAL);
 	}
 	list_for_each_entry(r, &dm->regions, list) {
 		if (start < r->end_pfn && r->start_pfn < end) {
-			pr_warn("hot add: region %#lx-%#lx overlaps %#lx-%#lx\n",
-				start, end, r->start_pfn, r->end_pfn);
-			return NULL;
+			pr_warn_ratelimited("hot add: region %#lx-%#lx overlaps %#lx-%#lx\n",
+					    start, end, r->start_pfn, r->end_pfn);
+			return ERR_PTR(-EINVAL);
 		}
 	}
 	r = kzalloc(sizeof(*r), GFP_KERNEL);
 	if (!r)
-		return NULL;
+		return ERR_PTR(-ENOMEM);
 	r->online = bitmap_zalloc((end - start) / dm->block_pages, GFP_KERNEL);
 	if (!r->online) {
 		kfree(r);
-		return NULL;
+		return ERR_PTR(-ENOMEM);
 	}
 	r->start_pfn = start;
 	r->end_pfn = end;
@@ -786,6 +837,47 @@ static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
 	return r;
 }
 
+/*
+ * Grow @r so that it ends at @end or past it, on a block boundary. A host
+ * that names no region (older Hyper-V) continues one request where the
+ * last ended, past the blocks the first one needed.
+ *
+ * Return: 0; -EINVAL when the growth would overlap another region or leave
+ * the guest's address space; -ENOMEM.
+ */
+static int hv_dm_grow_region(struct hv_dm *dm, struct hv_dm_region *r,
+			     unsigned long end)
+{
+	unsigned long old_bits = (r->end_pfn - r->start_pfn) / dm->block_pages;
+	struct hv_dm_region *o;
+	unsigned long *online;
+
+	lockdep_assert_held(&dm->lock);
+	end = ALIGN(end, dm->block_pages);
+	if (end - 1 > hv_dm_max_pfn())
+		return -EINVAL;
+	list_for_each_entry(o, &dm->regions, list)
+		if (o != r && o->start_pfn < end && r->end_pfn < o->end_pfn)
+			return -EINVAL;
+	online = bitmap_zalloc((end - r->start_pfn) / dm->block_pages,
+			       GFP_KERNEL);
+	if (!online)
+		return -ENOMEM;
+	spin_lock(&dm->ha_lock);
+	bitmap_copy(online, r->online, old_bits);
+	swap(online, r->online);
+	r->end_pfn = end;
+	spin_unlock(&dm->ha_lock);
+	bitmap_free(online);
+	return 0;
+}
+
+/* add_memory() errors that a later attempt may not meet. */
+static bool hv_dm_transient(int err)
+{
+	return err == -ENOMEM || err == -EAGAIN || err == -EBUSY;
+}
+
 /**
  * hv_dm_hot_add_range() - back hpages, adding memory where needed
  * @dm: the device; @dm->lock held.
@@ -793,39 +885,59 @@ static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
  * @count: hpages the host backs.
  * @rg_pfn: the region the host names, or 0.
  * @rg_count: its size, or 0.
+ * @retry: set when nothing was backed for a reason that may pass
+ *	(memory short), cleared when a retry cannot help.
  *
  * Backing must move forward: hpages the host skips become a gap and stay
- * offline. Pages of blocks that are online already are freed at once;
- * past the added memory, whole blocks are added, and their pages are
- * freed by hv_dm_pages_online() as each block goes online. A block that
- * cannot be added ends the request.
+ * offline. A range that runs past its region grows the region. Pages of
+ * blocks that are online already are freed at once; past the added
+ * memory, whole blocks are added, and their pages are freed by
+ * hv_dm_pages_online() as each block goes online. A block that cannot be
+ * added ends the request.
  *
  * Return: the hpages now backed.
  */
 static unsigned long hv_dm_hot_add_range(struct hv_dm *dm, unsigned long pfn,
 					 unsigned long count,
 					 unsigned long rg_pfn,
-					 unsigned long rg_count)
+					 unsigned long rg_count, bool *retry)
 {
 	unsigned long end, p, done = 0;
 	struct hv_dm_gap *gap = NULL;
 	struct hv_dm_region *r;
+	int ret;
 
 	lockdep_assert_held(&dm->lock);
+	*retry = false;
 	r = hv_dm_find_region(dm, pfn);
 	if (!r)
 		r = hv_dm_new_region(dm, pfn, count, rg_pfn, rg_count);
-	if (!r)
+	if (IS_ERR(r)) {
+		*retry = PTR_ERR(r) == -ENOMEM;
 		return 0;
+	}
 	if (pfn < r->backed_end_pfn) {
-		pr_warn("hot add: pages %#lx+%lu are backed already\n", pfn,
-			count);
+		pr_warn_ratelimited("hot add: pages %#lx+%lu are backed already\n",
+				    pfn, count);
 		return 0;
+	}
+	if (pfn + count > r->end_pfn) {
+		ret = hv_dm_grow_region(dm, r, pfn + count);
+		if (ret == -ENOMEM) {
+			*retry = true;
+			return 0;
+		}
+		if (ret)
+			pr_warn_ratelimited("hot add: region %#lx-%#lx cannot grow to %#lx\n",
+					    r->start_pfn, r->end_pfn,
+					    pfn + count);
 	}
 	if (pfn > r->backed_end_pfn) {
 		gap = kzalloc(sizeof(*gap), GFP_KERNEL);
-		if (!gap)
+		if (!gap) {
+			*retry = true;
 			return 0;
+		}
 		gap->start_pfn = r->backed_end_pfn;
 		gap->end_pfn = pfn;
 	}
@@ -836,57 +948,79 @@ static unsigned long hv_dm_hot_add_range(struct hv_dm *dm, unsigned long pfn,
 		list_add_tail(&gap->list, &r->gaps);
 	r->backed_end_pfn = min(end, r->added_end_pfn);
 	for (p = pfn; p < r->backed_end_pfn; p++) {
-		if (test_bit(hv_dm_block_of(dm, r, p), r->online))
+		if (test_bit(hv_dm_block_of(dm, r, p), r->online)) {
 			dm->ops->online(dm, p);
+			dm->ha_onlined++;
+		}
 		done++;
 	}
+	dm->ha_backed += done;
 	spin_unlock(&dm->ha_lock);
 
 	while (r->added_end_pfn < end) {
 		unsigned long block = r->added_end_pfn;
-		int ret;
+		unsigned long backed;
 
-		/* Backed before it is added: it may go online at once. */
+		/*
+		 * Backed before it is added: it may go online at once, and
+		 * counted as backed before hv_dm_pages_online() counts it
+		 * online.
+		 */
 		spin_lock(&dm->ha_lock);
 		r->backed_end_pfn = min(end, block + dm->block_pages);
+		/* Blocks below @pfn may be added within the gap before it. */
+		backed = r->backed_end_pfn > pfn ?
+			 r->backed_end_pfn - max(block, pfn) : 0;
+		dm->ha_backed += backed;
 		spin_unlock(&dm->ha_lock);
 		ret = dm->ops->add_memory(dm, block, dm->block_pages);
 		spin_lock(&dm->ha_lock);
 		if (ret) {
 			r->backed_end_pfn = max(block, pfn);
+			dm->ha_backed -= backed;
 			spin_unlock(&dm->ha_lock);
-			pr_warn("hot add: cannot add memory at %#lx: %d\n",
-				block, ret);
+			pr_warn_ratelimited("hot add: cannot add memory at %#lx: %d\n",
+					    block, ret);
+			*retry = !done && hv_dm_transient(ret);
 			break;
 		}
 		r->added_end_pfn = block + dm->block_pages;
-		if (r->backed_end_pfn > pfn)
-			done += r->backed_end_pfn - max(block, pfn);
+		done += backed;
 		spin_unlock(&dm->ha_lock);
 	}
 	hv_dm_count(dm, HV_DM_C_HOT_ADDED, done);
 	return done;
 }
 
-static void hv_dm_hot_add(struct hv_dm *dm, const struct hv_dm_hot_add_req *req)
+/* Hot-add's result field: 1 for "done, or do not retry", 0 for "retry". */
+static void hv_dm_send_hot_add_resp(struct hv_dm *dm, unsigned long done,
+				    bool retry)
 {
 	struct hv_dm_hot_add_resp *resp = (void *)dm->send_buf;
+
+	memset(resp, 0, sizeof(*resp));
+	hv_dm_hdr_init(dm, &resp->hdr, HV_DM_HOT_ADD_RESPONSE, sizeof(*resp));
+	resp->page_count = done;
+	resp->result = done || !retry;
+	hv_dm_send(dm, resp);
+}
+
+static void hv_dm_hot_add(struct hv_dm *dm, const struct hv_dm_hot_add_req *req)
+{
 	unsigned long pfn, count, rg_pfn = 0, rg_count = 0, done = 0;
+	bool retry = false;
 
 	lockdep_assert_held(&dm->lock);
 	hv_dm_range_get(req->range, &pfn, &count);
 	if (req->hdr.size >= sizeof(*req))
 		hv_dm_range_get(req->region, &rg_pfn, &rg_count);
 	if (dm->hot_add && count)
-		done = hv_dm_hot_add_range(dm, pfn, count, rg_pfn, rg_count);
+		done = hv_dm_hot_add_range(dm, pfn, count, rg_pfn, rg_count,
+					   &retry);
 	else if (!dm->hot_add)
 		pr_info_ratelimited("hot add: %lu pages refused: hot add is off\n",
 				    count);
-
-	hv_dm_hdr_init(dm, &resp->hdr, HV_DM_HOT_ADD_RESPONSE, sizeof(*resp));
-	resp->page_count = done;
-	resp->result = done ? 1 : 0;
-	hv_dm_send(dm, resp);
+	hv_dm_send_hot_add_resp(dm, done, retry);
 }
 
 /* -- messages ----------------------------------------------------------- */
@@ -910,21 +1044,113 @@ static const u16 hv_dm_min_size[] = {
 	[HV_DM_INFO_MESSAGE]		= sizeof(struct hv_dm_info_msg),
 };
 
-/* A response negotiation waits for: wake it with the host's answer. */
-static void hv_dm_handle_response(struct hv_dm *dm, const void *msg)
+/* The host waits for an answer to these. */
+static bool hv_dm_is_request(u16 type)
+{
+	return type == HV_DM_BALLOON_REQUEST ||
+	       type == HV_DM_UNBALLOON_REQUEST ||
+	       type == HV_DM_HOT_ADD_REQUEST;
+}
+
+/*
+ * Whether the host waits for an answer to this request: every unballoon
+ * request of a series but the last carries HV_DM_MORE_PAGES and is not
+ * answered. A message too short to say counts as the last.
+ */
+static bool hv_dm_wants_answer(const void *msg, u32 len)
+{
+	const struct hv_dm_unballoon_req *req = msg;
+
+	if (!hv_dm_is_request(req->hdr.type))
+		return false;
+	if (req->hdr.type != HV_DM_UNBALLOON_REQUEST ||
+	    len < offsetofend(struct hv_dm_unballoon_req, flags))
+		return true;
+	return !(req->flags & HV_DM_MORE_PAGES);
+}
+
+/* Only while the channel is open: after that nobody waits. */
+static bool hv_dm_channel_up(struct hv_dm *dm)
+{
+	return dm->state == HV_DM_NEGOTIATING || dm->state == HV_DM_READY;
+}
+
+/**
+ * hv_dm_answer_nothing() - answer a request with "nothing done"
+ * @dm: the device; @dm->lock held.
+ * @type: the request's type.
+ * @retry: for hot-add, whether the host may try again later.
+ *
+ * A balloon response with no ranges and no HV_DM_MORE_PAGES, an unballoon
+ * acknowledgment, or a hot-add response of no pages.
+ */
+static void hv_dm_answer_nothing(struct hv_dm *dm, u16 type, bool retry)
+{
+	union {
+		struct hv_dm_balloon_resp balloon;
+		struct hv_dm_unballoon_resp unballoon;
+	} *resp = (void *)dm->send_buf;
+
+	lockdep_assert_held(&dm->lock);
+	memset(resp, 0, sizeof(*resp));
+	switch (type) {
+	case HV_DM_BALLOON_REQUEST:
+		hv_dm_send_balloon_resp(dm, &resp->balloon, 0, false);
+		break;
+	case HV_DM_UNBALLOON_REQUEST:
+		hv_dm_hdr_init(dm, &resp->unballoon.hdr,
+			       HV_DM_UNBALLOON_RESPONSE,
+			       sizeof(resp->unballoon));
+		break;
+	case HV_DM_HOT_ADD_REQUEST:
+		hv_dm_send_hot_add_resp(dm, 0, retry);
+		return;
+	default:
+		return;
+	}
+	hv_dm_send(dm, resp);
+}
+
+/*
+ * Drop a message that is malformed or comes at the wrong time. When it is
+ * a request the host waits on, it still gets "nothing done": a host left
+ * waiting stops resizing the guest. Retrying the same message cannot
+ * help, so a hot-add is answered as final.
+ */
+static void hv_dm_drop(struct hv_dm *dm, const void *msg, u32 len,
+		       const char *why)
+{
+	const struct hv_dm_hdr *hdr = msg;
+
+	if (len < sizeof(*hdr)) {
+		hv_dm_bad_message(dm, why, 0, len);
+		return;
+	}
+	hv_dm_bad_message(dm, why, hdr->type, len);
+	if (hv_dm_channel_up(dm) && hv_dm_wants_answer(msg, len))
+		hv_dm_answer_nothing(dm, hdr->type, false);
+}
+
+/*
+ * A response negotiation waits for: wake it with the host's answer. Its
+ * transaction id is only logged when it differs from the request's:
+ * nothing says that Hyper-V echoes it, and dropping the response would
+ * fail the negotiation.
+ */
+static void hv_dm_handle_response(struct hv_dm *dm, const void *msg, u32 len)
 {
 	const struct hv_dm_hdr *hdr = msg;
 	const struct hv_dm_version_resp *resp = msg;
 
 	if (dm->expect != hdr->type) {
-		hv_dm_bad_message(dm, "response to no request", hdr->type,
-				  hdr->size);
+		hv_dm_drop(dm, msg, len, "response to no request");
 		return;
 	}
 	if (hdr->trans_id != dm->expect_trans_id) {
-		hv_dm_bad_message(dm, "wrong transaction id", hdr->type,
-				  hdr->size);
-		return;
+		hv_dm_count(dm, HV_DM_C_TRANS_ID, 1);
+		pr_info_ratelimited("response type %u carries transaction id %u, not %u; accepted\n",
+				    hdr->type, hdr->trans_id,
+				    dm->expect_trans_id);
 	}
 	/* Both responses keep the answer in bit 0 of the first word. */
 	BUILD_BUG_ON(offsetof(struct hv_dm_caps_resp, flags) !=
@@ -942,8 +1168,7 @@ static void hv_dm_handle_info(struct hv_dm *dm,
 
 	if (msg->info_size > room || msg->info_size < sizeof(*info) ||
 	    info->data_size > msg->info_size - sizeof(*info)) {
-		hv_dm_bad_message(dm, "info past the message", msg->hdr.type,
-				  msg->hdr.size);
+		hv_dm_drop(dm, msg, msg->hdr.size, "info past the message");
 		return;
 	}
 	if (info->type == HV_DM_INFO_MAX_PAGE_COUNT &&
@@ -951,38 +1176,20 @@ static void hv_dm_handle_info(struct hv_dm *dm,
 		memcpy(&dm->max_page_count, info + 1, sizeof(u64));
 }
 
-/* Answer a resize request with "nothing done", as hibernation mode must. */
-static void hv_dm_refuse(struct hv_dm *dm, const struct hv_dm_hdr *hdr)
+/*
+ * Answer a resize request with "nothing done", as hibernation mode must;
+ * hot-add is refused for good (result 1), so the host does not retry.
+ */
+static void hv_dm_refuse(struct hv_dm *dm, const void *msg, u32 len)
 {
-	union {
-		struct hv_dm_balloon_resp balloon;
-		struct hv_dm_unballoon_resp unballoon;
-		struct hv_dm_hot_add_resp hot_add;
-	} *resp = (void *)dm->send_buf;
+	const struct hv_dm_hdr *hdr = msg;
 
-	memset(resp, 0, sizeof(*resp));
-	switch (hdr->type) {
-	case HV_DM_BALLOON_REQUEST:
-		hv_dm_send_balloon_resp(dm, &resp->balloon, 0, false);
-		break;
-	case HV_DM_UNBALLOON_REQUEST:
-		/* Answer the last of a series only, as for a real one. */
-		if (((const struct hv_dm_unballoon_req *)hdr)->flags &
-		    HV_DM_MORE_PAGES)
-			return;
-		hv_dm_hdr_init(dm, &resp->unballoon.hdr,
-			       HV_DM_UNBALLOON_RESPONSE,
-			       sizeof(resp->unballoon));
-		break;
-	case HV_DM_HOT_ADD_REQUEST:
-		hv_dm_hdr_init(dm, &resp->hot_add.hdr, HV_DM_HOT_ADD_RESPONSE,
-			       sizeof(resp->hot_add));
-		break;
-	}
+	if (!hv_dm_wants_answer(msg, len))
+		return;
 	hv_dm_count(dm, HV_DM_C_REFUSED, 1);
 	pr_info_ratelimited("refused request type %u: the VM may hibernate\n",
 			    hdr->type);
-	hv_dm_send(dm, resp);
+	hv_dm_answer_nothing(dm, hdr->type, false);
 }
 
 /**
@@ -995,8 +1202,9 @@ static void hv_dm_refuse(struct hv_dm *dm, const struct hv_dm_hdr *hdr)
  * is shorter than its header or its type's fixed part, when its size
  * field exceeds what arrived, when its type is unknown, when its ranges
  * run past its end, or when it is a response nobody waits for. A dropped
- * message changes no state. VMBus pads packets to 8 bytes, so up to 7
- * bytes after the size field are ignored.
+ * message changes no state, but a dropped request is still answered (see
+ * hv_dm_drop()). VMBus pads packets to 8 bytes, so up to 7 bytes after
+ * the size field are ignored.
  */
 static void hv_dm_handle(struct hv_dm *dm, const void *msg, u32 len)
 {
@@ -1004,30 +1212,28 @@ static void hv_dm_handle(struct hv_dm *dm, const void *msg, u32 len)
 
 	lockdep_assert_held(&dm->lock);
 	if (len < sizeof(*hdr)) {
-		hv_dm_bad_message(dm, "shorter than a header", 0, len);
+		hv_dm_drop(dm, msg, len, "shorter than a header");
 		return;
 	}
 	if (hdr->size > len || hdr->size < sizeof(*hdr) ||
 	    len - hdr->size >= 8) {
-		hv_dm_bad_message(dm, "size field disagrees with length",
-				  hdr->type, len);
+		hv_dm_drop(dm, msg, len, "size field disagrees with length");
 		return;
 	}
 	if (hdr->type >= ARRAY_SIZE(hv_dm_min_size) ||
 	    !hv_dm_min_size[hdr->type]) {
-		hv_dm_bad_message(dm, "unknown type", hdr->type, len);
+		hv_dm_drop(dm, msg, len, "unknown type");
 		return;
 	}
 	if (hdr->size < hv_dm_min_size[hdr->type]) {
-		hv_dm_bad_message(dm, "shorter than its type", hdr->type, len);
+		hv_dm_drop(dm, msg, len, "shorter than its type");
 		return;
 	}
 	if (hdr->type == HV_DM_UNBALLOON_REQUEST) {
 		const struct hv_dm_unballoon_req *req = msg;
 
 		if (req->range_count > (hdr->size - sizeof(*req)) / sizeof(u64)) {
-			hv_dm_bad_message(dm, "range count past the payload",
-					  hdr->type, len);
+			hv_dm_drop(dm, msg, len, "range count past the payload");
 			return;
 		}
 	}
@@ -1035,7 +1241,7 @@ static void hv_dm_handle(struct hv_dm *dm, const void *msg, u32 len)
 	switch (hdr->type) {
 	case HV_DM_VERSION_RESPONSE:
 	case HV_DM_CAPABILITIES_RESPONSE:
-		hv_dm_handle_response(dm, msg);
+		hv_dm_handle_response(dm, msg, len);
 		return;
 	case HV_DM_INFO_MESSAGE:
 		hv_dm_handle_info(dm, msg);
@@ -1044,13 +1250,13 @@ static void hv_dm_handle(struct hv_dm *dm, const void *msg, u32 len)
 
 	/* A resize request. */
 	if (dm->state != HV_DM_READY) {
-		hv_dm_bad_message(dm, dm->state == HV_DM_NEGOTIATING ?
-				  "request before negotiation finished" :
-				  "request without a session", hdr->type, len);
+		hv_dm_drop(dm, msg, len, dm->state == HV_DM_NEGOTIATING ?
+			   "request before negotiation finished" :
+			   "request without a session");
 		return;
 	}
 	if (dm->hibernation) {
-		hv_dm_refuse(dm, hdr);
+		hv_dm_refuse(dm, msg, len);
 		return;
 	}
 	switch (hdr->type) {
@@ -1064,6 +1270,32 @@ static void hv_dm_handle(struct hv_dm *dm, const void *msg, u32 len)
 		hv_dm_hot_add(dm, msg);
 		break;
 	}
+}
+
+/*
+ * Answer the requests hv_dm_receive() could not queue. Their content is
+ * gone, so each is answered as "nothing done"; a hot-add may be retried,
+ * since memory may not be short next time.
+ */
+static void hv_dm_answer_lost(struct hv_dm *dm)
+{
+	unsigned int lost[ARRAY_SIZE(dm->rx_lost)];
+	unsigned int type, i, any = 0;
+
+	spin_lock_irq(&dm->rx_lock);
+	for (type = 0; type < ARRAY_SIZE(lost); type++)
+		any += lost[type] = dm->rx_lost[type];
+	memset(dm->rx_lost, 0, sizeof(dm->rx_lost));
+	spin_unlock_irq(&dm->rx_lock);
+	if (!any)
+		return;
+
+	mutex_lock(&dm->lock);
+	for (type = 0; type < ARRAY_SIZE(lost); type++) {
+		for (i = 0; i < lost[type] && hv_dm_channel_up(dm); i++)
+			hv_dm_answer_nothing(dm, type, true);
+	}
+	mutex_unlock(&dm->lock);
 }
 
 static void hv_dm_rx_work(struct work_struct *work)
@@ -1081,12 +1313,41 @@ static void hv_dm_rx_work(struct work_struct *work)
 		}
 		spin_unlock_irq(&dm->rx_lock);
 		if (!m)
-			return;
+			break;
 		mutex_lock(&dm->lock);
 		hv_dm_handle(dm, m->data, m->len);
 		mutex_unlock(&dm->lock);
 		kfree(m);
 	}
+	hv_dm_answer_lost(dm);
+}
+
+/*
+ * A message that cannot be queued: a request the host waits on is
+ * remembered, so that hv_dm_rx_work() answers it.
+ */
+static void hv_dm_rx_lost(struct hv_dm *dm, const void *msg, u32 len,
+			  const char *why)
+{
+	const struct hv_dm_hdr *hdr = msg;
+	unsigned long flags;
+	bool answer;
+
+	if (len < sizeof(*hdr)) {
+		hv_dm_bad_message(dm, why, 0, len);
+		return;
+	}
+	answer = hv_dm_wants_answer(msg, len);
+	hv_dm_count(dm, HV_DM_C_LOST, 1);
+	pr_warn_ratelimited("host message type %u (%u bytes) not handled: %s%s\n",
+			    hdr->type, len, why,
+			    answer ? "; answered as not done" : "");
+	if (!answer)
+		return;
+	spin_lock_irqsave(&dm->rx_lock, flags);
+	dm->rx_lost[hdr->type]++;
+	spin_unlock_irqrestore(&dm->rx_lock, flags);
+	queue_work(system_wq, &dm->rx_work);
 }
 
 /**
@@ -1095,8 +1356,12 @@ static void hv_dm_rx_work(struct work_struct *work)
  * @msg: the message; copied, so the caller may reuse the buffer.
  * @len: its length in bytes, at most HV_DM_MSG_MAX.
  *
- * Any context. A full queue, which only a misbehaving host can cause, or
- * a failed allocation, drops the message.
+ * Any context. The queue holds HV_DM_RX_QUEUE_MIN messages plus one per
+ * ballooned page: a host returns ballooned memory in a series of
+ * unballoon requests sent without waiting (QEMU sends one range per
+ * request), and no honest series names more ranges than there are pages.
+ * A message past that, or one that meets a failed allocation, is dropped;
+ * a request among them is still answered.
  */
 static void hv_dm_receive(struct hv_dm *dm, const void *msg, u32 len)
 {
@@ -1104,19 +1369,21 @@ static void hv_dm_receive(struct hv_dm *dm, const void *msg, u32 len)
 	unsigned long flags;
 
 	if (len > HV_DM_MSG_MAX) {
-		hv_dm_bad_message(dm, "longer than a page", 0, len);
+		hv_dm_rx_lost(dm, msg, len, "longer than a page");
 		return;
 	}
-	m = kmalloc(struct_size(m, data, len), GFP_ATOMIC);
-	if (!m)
+	m = kmalloc(struct_size(m, data, len), GFP_ATOMIC | __GFP_NOWARN);
+	if (!m) {
+		hv_dm_rx_lost(dm, msg, len, "no memory");
 		return;
+	}
 	m->len = len;
 	memcpy(m->data, msg, len);
 	spin_lock_irqsave(&dm->rx_lock, flags);
-	if (dm->rx_len >= HV_DM_RX_QUEUE_MAX) {
+	if (dm->rx_len >= HV_DM_RX_QUEUE_MIN + READ_ONCE(dm->balloon_pages)) {
 		spin_unlock_irqrestore(&dm->rx_lock, flags);
 		kfree(m);
-		hv_dm_bad_message(dm, "receive queue full", 0, len);
+		hv_dm_rx_lost(dm, msg, len, "receive queue full");
 		return;
 	}
 	list_add_tail(&m->list, &dm->rx_queue);
@@ -1135,6 +1402,7 @@ static void hv_dm_rx_purge(struct hv_dm *dm)
 	spin_lock_irq(&dm->rx_lock);
 	list_splice_init(&dm->rx_queue, &dropped);
 	dm->rx_len = 0;
+	memset(dm->rx_lost, 0, sizeof(dm->rx_lost));
 	spin_unlock_irq(&dm->rx_lock);
 	list_for_each_entry_safe(m, tmp, &dropped, list)
 		kfree(m);
@@ -1265,20 +1533,48 @@ fail:
 	return ret;
 }
 
+/**
+ * hv_dm_committed() - the committed memory the host is told of
+ * @dm: the device.
+ * @mi: the guest's figures.
+ *
+ * The host sizes the guest by its pressure, committed memory against
+ * what it has, so everything the guest needs counts:
+ *
+ * - memory committed to users (Committed_AS);
+ * - ballooned pages: the guest's, lent out;
+ * - @dm->floor_pages, which balloon up never takes: reported so that the
+ *   host does not aim below it;
+ * - hot-added memory the host backed that is not online yet: the host
+ *   gave it, but the guest cannot use it, so it must not look free.
+ *
+ * Return: the sum, in hpages.
+ */
+static u64 hv_dm_committed(struct hv_dm *dm, const struct hv_dm_meminfo *mi)
+{
+	unsigned long pending;
+
+	spin_lock(&dm->ha_lock);
+	pending = dm->ha_backed - dm->ha_onlined;
+	spin_unlock(&dm->ha_lock);
+	return (u64)mi->committed + READ_ONCE(dm->balloon_pages) +
+	       dm->floor_pages + pending;
+}
+
 /*
- * The host wants available and committed memory, and counts ballooned
- * pages as committed: they are the guest's, lent out. The page file field
+ * The host wants available and committed memory. The page file field
  * carries free swap, the only swap figure modules can read.
  */
 static void hv_dm_post_status(struct hv_dm *dm)
 {
 	struct hv_dm_status status = {};
+	struct hv_dm_meminfo mi;
 
+	dm->ops->meminfo(dm, &mi);
 	hv_dm_hdr_init(dm, &status.hdr, HV_DM_STATUS_REPORT, sizeof(status));
-	status.num_avail = si_mem_available();
-	status.num_committed = vm_memory_committed() +
-			       READ_ONCE(dm->balloon_pages);
-	status.page_file_size = get_nr_swap_pages();
+	status.num_avail = mi.avail;
+	status.num_committed = hv_dm_committed(dm, &mi);
+	status.page_file_size = mi.swap_free;
 	if (!hv_dm_send(dm, &status))
 		hv_dm_count(dm, HV_DM_C_STATUS, 1);
 }
@@ -1305,6 +1601,8 @@ static void hv_dm_status_work(struct work_struct *work)
  */
 static void hv_dm_stop(struct hv_dm *dm)
 {
+	/* Before the lock: a send waiting for room under it gives up. */
+	WRITE_ONCE(dm->stopping, true);
 	mutex_lock(&dm->lock);
 	hv_dm_set_state(dm, HV_DM_STOPPED);
 	mutex_unlock(&dm->lock);
@@ -1326,6 +1624,7 @@ static int hv_dm_start(struct hv_dm *dm)
 {
 	int ret;
 
+	WRITE_ONCE(dm->stopping, false);
 	ret = dm->ops->open(dm);
 	if (ret) {
 		pr_err("cannot open the channel: %d\n", ret);
@@ -1336,6 +1635,7 @@ static int hv_dm_start(struct hv_dm *dm)
 	}
 	ret = hv_dm_connect(dm);
 	if (ret) {
+		WRITE_ONCE(dm->stopping, true);
 		dm->ops->close(dm);
 		hv_dm_rx_purge(dm);
 	}
@@ -1384,6 +1684,7 @@ static void hv_dm_init(struct hv_dm *dm, const struct hv_dm_ops *ops,
 	dm->ops = ops;
 	mutex_init(&dm->lock);
 	dm->state = HV_DM_STOPPED;
+	dm->stopping = true;
 	dm->hibernation = hibernation;
 	dm->hot_add = hot_add && !hibernation;
 	dm->block_pages = block_pages;
@@ -1466,6 +1767,16 @@ MODULE_PARM_DESC(hot_add, "Let the host hot-add memory (default: on; always off 
 
 #define HV_BALLOON_RING_SIZE	VMBUS_RING_SIZE(16 * 1024)
 
+/*
+ * The ring reader copies a packet, its descriptor included, into a buffer
+ * of the channel's max_pkt_size and cuts what does not fit; the default
+ * is one page. The host sends messages of up to a page (an unballoon
+ * request of 510 ranges is exactly 4096 bytes), so a packet is a page plus
+ * its descriptor.
+ */
+#define HV_BALLOON_MAX_PKT_SIZE	(sizeof(struct vmpacket_descriptor) + \
+				 HV_DM_MSG_MAX)
+
 /**
  * struct hv_balloon - the VMBus device
  * @dm: the protocol.
@@ -1492,6 +1803,13 @@ static int hv_balloon_send(struct hv_dm *dm, void *msg, u32 len)
 
 	return vmbus_sendpacket(hb->hdev->channel, msg, len, 0,
 				VM_PKT_DATA_INBAND, 0);
+}
+
+static void hv_balloon_meminfo(struct hv_dm *dm, struct hv_dm_meminfo *mi)
+{
+	mi->avail = si_mem_available();
+	mi->committed = vm_memory_committed();
+	mi->swap_free = get_nr_swap_pages();
 }
 
 static struct page *hv_balloon_alloc(struct hv_dm *dm, unsigned int order)
@@ -1576,11 +1894,19 @@ static void hv_balloon_onchannel(void *context)
 	}
 }
 
+/* Before vmbus_open(), which sizes the reader's buffer from it. */
+static void hv_balloon_size_channel(struct vmbus_channel *channel)
+{
+	channel->max_pkt_size = max_t(u32, channel->max_pkt_size,
+				      HV_BALLOON_MAX_PKT_SIZE);
+}
+
 static int hv_balloon_open(struct hv_dm *dm)
 {
 	struct hv_balloon *hb = container_of(dm, struct hv_balloon, dm);
 	int ret;
 
+	hv_balloon_size_channel(hb->hdev->channel);
 	ret = vmbus_open(hb->hdev->channel, HV_BALLOON_RING_SIZE,
 			 HV_BALLOON_RING_SIZE, NULL, 0, hv_balloon_onchannel,
 			 hb);
@@ -1605,6 +1931,7 @@ static const struct hv_dm_ops hv_balloon_ops = {
 	.alloc		= hv_balloon_alloc,
 	.add_memory	= hv_balloon_add_memory,
 	.online		= hv_balloon_online,
+	.meminfo	= hv_balloon_meminfo,
 };
 
 static int hv_balloon_probe(struct hv_device *hdev,
@@ -1753,4 +2080,6 @@ MODULE_LICENSE("GPL");
 
 #ifdef CONFIG_HYPERV_BALLOON_KUNIT_TEST
 #include "tests/hv_balloon_kunit.c"
+#include "tests/hv_balloon_qemu_kunit.c"
+#include "tests/hv_balloon_fuzz_kunit.c"
 #endif

@@ -187,8 +187,8 @@ def maintainers_for(paths):
         any(p.startswith(ln[3:]) for p in paths)
 
 
-KUNIT_INCLUDE = re.compile(r"\n#ifdef CONFIG_\w+_KUNIT_TEST\n#include \"tests/"
-                           r"[^\n]+\"\n#endif\n")
+KUNIT_INCLUDE = re.compile(r"\n#ifdef CONFIG_\w+_KUNIT_TEST\n"
+                           r"(?:#include \"tests/[^\n]+\"\n)+#endif\n")
 
 
 def copy_driver(tree, target, path):

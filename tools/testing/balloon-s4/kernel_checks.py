@@ -30,6 +30,8 @@ OUR_FILES = [
     "drivers/virtio/tests/virtio_balloon_kunit.c",
     "drivers/hv/hv_balloon.c",
     "drivers/hv/tests/hv_balloon_kunit.c",
+    "drivers/hv/tests/hv_balloon_qemu_kunit.c",
+    "drivers/hv/tests/hv_balloon_fuzz_kunit.c",
 ]
 BUILD_DIRS = ["drivers/virtio/", "drivers/hv/"]
 KUNITCONFIGS = ["drivers/virtio/tests/.kunitconfig",
