@@ -169,9 +169,11 @@ class Runner:
             t0 = time.monotonic()
             try:
                 fn(ctx)
+                ctx.check_hosts()
                 self.record(name, True, "%.0fs" % (time.monotonic() - t0))
             except (scenarios.Failure, vm.GuestError) as e:
-                self.record(name, False, str(e))
+                self.record(name, False, "%s (%.0fs)" % (
+                    e, time.monotonic() - t0))
             except Exception:                            # harness bug
                 self.record(name, False, traceback.format_exc())
             finally:

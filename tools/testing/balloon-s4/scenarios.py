@@ -5,6 +5,7 @@ Each scenario takes a Ctx, boots its own guests, and raises Failure (or
 GuestError) on the first outcome that is not what the driver promises.
 """
 
+import os
 import re
 import time
 
@@ -44,6 +45,12 @@ class Ctx:
         self.guests.append(g)
         return g
 
+    def check_hosts(self):
+        """check_host() on every guest still running (after a scenario)."""
+        for g in self.guests:
+            if g.proc and g.proc.poll() is None and g.agent and g.host:
+                check_host(g, "%s at the end: " % os.path.basename(g.dir))
+
     def close(self):
         for g in self.guests:
             g.kill()
@@ -59,6 +66,34 @@ def check_logs(g):
         if m:
             line = t[t.rfind("\n", 0, m.start()) + 1:t.find("\n", m.end())]
             raise Failure("kernel log: %s" % line.strip())
+
+
+def check_host(g, what="", timeout=30):
+    """The host witness: QEMU's own count of ballooned pages (rebuilt from
+    the pages its queues received), the driver's count (debugfs) and QMP
+    query-balloon (the driver's `actual`) agree, and no page the host
+    still held was ever handed to it again.
+
+    The three are read one after another while the balloon may still be
+    moving, so they are retried until they agree or @timeout passes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        host = g.host.update()
+        check(not host.reinflated,
+              "%spages re-inflated while the host held them (guest used "
+              "them untold), first 0x%x: %s", what,
+              host.reinflated[0] if host.reinflated else 0, host.summary())
+        guest = int(g.debugfs()["balloon_pages"])
+        qmp = round(g.balloon_mb() * BPAGES_PER_MB)
+        host = g.host.update()
+        if len(host.held) == guest == qmp:
+            return host
+        if time.monotonic() > deadline:
+            raise Failure("%shost holds %d pages, guest %d, QMP %d: %s" %
+                          (what, len(host.held), guest, qmp, host.summary()))
+        g.watch()
+        time.sleep(0.5)
 
 
 def memtotal(g):
