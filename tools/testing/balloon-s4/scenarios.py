@@ -430,7 +430,36 @@ def s7_hv_s4_helper(ctx):
             check(g.resume() == 0, "%s: hibernation failed", label)
             check_data(g, digest)
         check_logs(g)
+        check_host(g, "%s: " % label)
         g.kill()
+
+
+def s8_boot_kernel_balloon(ctx):
+    """The kernel that loads the image runs the driver too, and the new
+    host set a target before boot: that kernel inflates, then must give
+    every page back to the host before the image overwrites them."""
+    g = ctx.guest("s8", append="bs4.early_balloon=1")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    g.hibernate()
+    check(g.resume(balloon_mb=256) == 0, "echo disk failed after resume")
+    m = re.search(r"bs4: boot kernel balloon (\w+) of (\w+) pages",
+                  g.console_text())
+    want = 256 * BPAGES_PER_MB
+    check(m and m.group(1) == m.group(2) == str(want),
+          "boot kernel did not inflate to %d pages first: %s", want,
+          m.group(0) if m else "no report")
+    check_data(g, digest)
+    g.wait_balloon(256)
+    assert_balloon(g, base, 256, "after resume: ")
+    host = check_host(g, "after resume: ")
+    # The boot kernel's pages came back on the deflate queue: nothing
+    # else could have told this host about them.
+    check(host.deflates >= want, "host saw %d deflates, the boot kernel "
+          "held %d pages", host.deflates, want)
+    _queues_still_work(g, base, "boot kernel balloon")
 
 
 SCENARIOS = [
@@ -445,6 +474,7 @@ SCENARIOS = [
     s5_ten_cycles,
     s6_unload_inflated,
     s7_hv_s4_helper,
+    s8_boot_kernel_balloon,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
