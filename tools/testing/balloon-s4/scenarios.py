@@ -462,6 +462,71 @@ def s8_boot_kernel_balloon(ctx):
     _queues_still_work(g, base, "boot kernel balloon")
 
 
+def _press_power_button_at(g, pattern, timeout=300):
+    """When the console first shows @pattern, press the ACPI power button
+    with the guest paused, so the press lands right there however slowly
+    the harness reacts."""
+    pat = re.compile(pattern)
+    off = os.path.getsize(g.console)
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(g.console, "rb") as f:
+            f.seek(off)
+            if pat.search(f.read().decode(errors="replace")):
+                break
+        if time.monotonic() > deadline:
+            g.fail("no '%s' on the console in %ds" % (pattern, timeout))
+        g.watch()
+        time.sleep(0.002)
+    g.qmp.cmd("stop")
+    g.qmp.cmd("system_powerdown")
+    g.qmp.cmd("cont")
+
+
+def _wakeup_abort(ctx, name, pattern, path_check):
+    """Hibernate with the wakeup_count protocol armed and press the power
+    button when the console shows @pattern; the PM core must abort and
+    the balloon end at the unchanged target, page for page with the host.
+    """
+    g = ctx.guest(name)
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    g.sh("echo 1 > /sys/power/pm_print_times")
+    seq = g.start("read c < /sys/power/wakeup_count && "
+                  "echo $c > /sys/power/wakeup_count && "
+                  "echo disk > /sys/power/state")
+    _press_power_button_at(g, pattern)
+    rc, out = g.wait_for(seq, 300)
+    check(rc != 0, "hibernation was not aborted (rc 0)")
+    check(re.search(r"LNXPWRBN:00\s+\d+\s+[1-9]",
+                    g.sh("cat /sys/kernel/debug/wakeup_sources")),
+          "the power button registered no wakeup event")
+    text = g.console_text()
+    path_check(text[text.rfind("hibernation entry"):])
+    check_data(g, digest)
+    g.wait_balloon(HALF_MB)
+    assert_balloon(g, base, HALF_MB, "after the abort: ")
+    check_host(g, "after the abort: ")
+    _queues_still_work(g, base, "wakeup abort")
+    g.sh("echo 0 > /sys/power/pm_print_times")
+    check_logs(g)
+
+
+def s4_wakeup_in_snapshot(ctx):
+    """A real wakeup event (the ACPI power button, with
+    /sys/power/wakeup_count armed) while the devices freeze for the
+    snapshot, right after the balloon froze: the snapshot is aborted and
+    the devices resumed on the same host."""
+    def path(hib):
+        check("Image created" not in hib,
+              "the wakeup came after the snapshot, not during it")
+    _wakeup_abort(ctx, "s4-wakeup-snapshot",
+                  r"0000:00:02\.0: PM: pci_pm_freeze\+\S+ returned",
+                  path)
+
+
 SCENARIOS = [
     s1_inflate_deflate,
     s1_oversize_target,
@@ -475,6 +540,7 @@ SCENARIOS = [
     s6_unload_inflated,
     s7_hv_s4_helper,
     s8_boot_kernel_balloon,
+    s4_wakeup_in_snapshot,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
