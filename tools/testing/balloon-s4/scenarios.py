@@ -527,6 +527,84 @@ def s4_wakeup_in_snapshot(ctx):
                   path)
 
 
+def _suspend_to_ram(g, command):
+    """Run @command, which suspends to RAM; wake the guest by QMP."""
+    seq = g.start(command)
+    g.wait_status("suspended", 300)
+    g.qmp.cmd("system_wakeup")
+    rc, out = g.wait_for(seq, 120)
+    check(rc == 0, "'%s' failed (%d): %s", command, rc, out.strip()[-300:])
+
+
+def s9_suspend_to_ram(ctx):
+    """S3 and a wake by QMP system_wakeup: the host is the same, so the
+    balloon is kept (never deflated, never re-inflated), and the queues
+    work afterwards."""
+    g = ctx.guest("s9")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    check("deep" in g.sh("cat /sys/power/mem_sleep"),
+          "the guest offers no S3 (mem_sleep has no 'deep')")
+    set_and_wait(g, HALF_MB)
+    before = g.debugfs()
+    inflates = g.host.update().inflates
+    _suspend_to_ram(g, "echo deep > /sys/power/mem_sleep && "
+                    "echo mem > /sys/power/state")
+    check_data(g, digest)
+    assert_balloon(g, base, HALF_MB, "after S3: ")
+    dbg = g.debugfs()
+    host = check_host(g, "after S3: ")
+    check(dbg["deflated"] == before["deflated"] and
+          host.inflates == inflates,
+          "S3 moved the balloon: deflated %s -> %s, host inflates %d -> %d",
+          before["deflated"], dbg["deflated"], inflates, host.inflates)
+    _queues_still_work(g, base, "S3")
+
+
+def s9_hybrid_sleep_wake(ctx):
+    """Hybrid sleep (image written, then suspend to RAM), woken from RAM
+    by QMP: the same host, so the balloon stays at its target."""
+    g = ctx.guest("s9-hybrid-wake")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    _suspend_to_ram(g, "echo suspend > /sys/power/disk && "
+                    "echo disk > /sys/power/state")
+    check_data(g, digest)
+    g.wait_balloon(HALF_MB)
+    assert_balloon(g, base, HALF_MB, "after hybrid wake: ")
+    check_host(g, "after hybrid wake: ")
+    _queues_still_work(g, base, "hybrid wake")
+
+
+def s9_hybrid_sleep_power_loss(ctx):
+    """Hybrid sleep, then power loss while suspended: a fresh QEMU resumes
+    from the image. The new host never saw the balloon: it is dropped."""
+    g = ctx.guest("s9-hybrid-loss")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    seq = g.start("echo suspend > /sys/power/disk && "
+                  "echo disk > /sys/power/state")
+    g.wait_status("suspended", 300)
+    g.kill()
+    g.pending = seq
+    check(g.resume() == 0, "echo disk failed after resume")
+    check_data(g, digest)
+    check(g.balloon_mb() == 0 and memtotal(g) == base,
+          "after resume: balloon %.1f MiB, MemTotal %d, was %d",
+          g.balloon_mb(), memtotal(g), base)
+    check(g.debugfs()["restored"] == "1", "restore not counted: %s",
+          g.debugfs())
+    check_host(g, "after power loss: ")
+    set_and_wait(g, 256)
+    assert_balloon(g, base, 256, "after power loss: ")
+    check_logs(g)
+
+
 SCENARIOS = [
     s1_inflate_deflate,
     s1_oversize_target,
@@ -541,6 +619,9 @@ SCENARIOS = [
     s7_hv_s4_helper,
     s8_boot_kernel_balloon,
     s4_wakeup_in_snapshot,
+    s9_suspend_to_ram,
+    s9_hybrid_sleep_wake,
+    s9_hybrid_sleep_power_loss,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
