@@ -605,6 +605,91 @@ def s9_hybrid_sleep_power_loss(ctx):
     check_logs(g)
 
 
+def _dirty_and_free(g, mb):
+    """Fill @mb MiB of guest memory with data, then free it again."""
+    g.sh("dd if=/dev/urandom of=/tmp/fill bs=1M count=%d 2>/dev/null && "
+         "rm /tmp/fill && echo 3 > /proc/sys/vm/drop_caches" % mb,
+         timeout=180)
+
+
+def s10_free_page_reporting(ctx):
+    """free-page-hint=on,free-page-reporting=on: pages the guest frees
+    are reported on the right queue and QEMU really discards them (its
+    RSS falls); a freeze in the middle of a hint run is survived."""
+    g = ctx.guest("s10-reporting",
+                  balloon_opts="free-page-hint=on,free-page-reporting=on")
+    g.boot()
+    base = memtotal(g)
+    _dirty_and_free(g, 512)
+    full = g.qemu_rss()
+    deadline = time.monotonic() + 60
+    while g.qemu_rss() > full - 256 * MiB:
+        check(time.monotonic() < deadline,
+              "QEMU RSS %d MiB after freeing 512 MiB, was %d MiB",
+              g.qemu_rss() // MiB, full // MiB)
+        g.watch()
+        time.sleep(1)
+    low = g.qemu_rss()
+    check(int(g.debugfs()["reported"]) > 0, "driver counts no report")
+    ctx.metrics["s10 QEMU RSS after freeing 512 MiB (MiB)"] = full // MiB
+    ctx.metrics["s10 QEMU RSS after reporting (MiB)"] = low // MiB
+
+    # A hint run: a slow migration asks for hints while the guest
+    # hibernates up to the device freeze (pm_test) and thaws.
+    set_and_wait(g, 128)
+    g.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 8 * MiB})
+    out = "/dev/null"
+    g.qmp.cmd("migrate", uri="exec:cat > %s" % out)
+    time.sleep(2)
+    g.sh("echo devices > /sys/power/pm_test && "
+         "echo disk > /sys/power/state && echo none > /sys/power/pm_test",
+         timeout=180)
+    g.qmp.cmd("migrate_cancel")
+    deadline = time.monotonic() + 60
+    while g.qmp.cmd("query-migrate").get("status") not in (
+            "cancelled", "failed", "completed"):
+        check(time.monotonic() < deadline, "migration never stopped")
+        time.sleep(0.5)
+    if g.status() != "running":
+        g.qmp.cmd("cont")
+    assert_balloon(g, base, 128, "after a freeze in a hint run: ")
+    check_host(g, "after a freeze in a hint run: ")
+    _queues_still_work(g, base, "hint run")
+
+
+def _migration_size(ctx, name, opts):
+    g = ctx.guest(name, balloon_opts=opts)
+    g.boot()
+    _dirty_and_free(g, 512)
+    path = g.dir + "/migration.bin"
+    g.qmp.cmd("migrate", uri="exec:cat > %s" % path)
+    deadline = time.monotonic() + 300
+    while True:
+        st = g.qmp.cmd("query-migrate").get("status")
+        if st == "completed":
+            break
+        check(st not in ("failed", "cancelled"), "migration %s", st)
+        check(time.monotonic() < deadline, "migration took over 300s")
+        time.sleep(0.5)
+    size = os.path.getsize(path)
+    os.unlink(path)
+    g.kill()
+    return size
+
+
+def s10_free_page_hint_migration(ctx):
+    """With free page hinting, a migration skips the pages the guest
+    hinted as free: the stream to a file is clearly smaller than the same
+    guest's without hinting."""
+    without = _migration_size(ctx, "s10-nohint", "")
+    hinted = _migration_size(ctx, "s10-hint", "free-page-hint=on")
+    ctx.metrics["s10 migration without hinting (MiB)"] = round(
+        without / MiB, 1)
+    ctx.metrics["s10 migration with hinting (MiB)"] = round(hinted / MiB, 1)
+    check(hinted < without * 0.75, "migration %.1f MiB with hinting, "
+          "%.1f MiB without", hinted / MiB, without / MiB)
+
+
 SCENARIOS = [
     s1_inflate_deflate,
     s1_oversize_target,
@@ -622,6 +707,8 @@ SCENARIOS = [
     s9_suspend_to_ram,
     s9_hybrid_sleep_wake,
     s9_hybrid_sleep_power_loss,
+    s10_free_page_reporting,
+    s10_free_page_hint_migration,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
