@@ -462,6 +462,17 @@ def s8_boot_kernel_balloon(ctx):
     _queues_still_work(g, base, "boot kernel balloon")
 
 
+def _wait_balloon_reset(g, timeout=120):
+    """Wait until the host sees the driver reset the balloon (its freeze)."""
+    deadline = time.monotonic() + timeout
+    n = g.host.update().resets
+    while g.host.update().resets == n:
+        if time.monotonic() > deadline:
+            g.fail("balloon never reset in %ds" % timeout)
+        g.watch()
+        time.sleep(0.005)
+
+
 def _press_power_button_at(g, pattern, timeout=300):
     """When the console first shows @pattern, press the ACPI power button
     with the guest paused, so the press lands right there however slowly
@@ -690,6 +701,65 @@ def s10_free_page_hint_migration(ctx):
           "%.1f MiB without", hinted / MiB, without / MiB)
 
 
+def s11_features_across_pm(ctx):
+    """deflate-on-oom=on and free-page-reporting=on through a thaw
+    (pm_test=devices), a restore on the same host (pm_test=platform) and
+    a restore on a new host (a full S4 cycle): every feature still
+    negotiated, both counts agree with the host's, nothing warns."""
+    g = ctx.guest("s11", balloon_opts="deflate-on-oom=on,"
+                  "free-page-reporting=on")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    feats = "deflate_on_oom=1 reporting=1"
+    check(feats in g.debugfs()["features"], "features: %s",
+          g.debugfs()["features"])
+    for stage in ("devices", "platform"):
+        set_and_wait(g, HALF_MB)
+        g.sh("echo %s > /sys/power/pm_test && echo disk > /sys/power/state"
+             " && echo none > /sys/power/pm_test" % stage, timeout=180)
+        check_data(g, digest)
+        g.wait_balloon(HALF_MB)
+        assert_balloon(g, base, HALF_MB, "after pm_test=%s: " % stage)
+        check(feats in g.debugfs()["features"], "after %s: features %s",
+              stage, g.debugfs()["features"])
+        check_host(g, "after pm_test=%s: " % stage)
+        set_and_wait(g, 128)
+    hibernate_resume(ctx, g)
+    check_data(g, digest)
+    check(feats in g.debugfs()["features"], "after S4: features %s",
+          g.debugfs()["features"])
+    check_host(g, "after S4: ")
+    _queues_still_work(g, base, "S4 with deflate-on-oom and reporting")
+
+
+def s12_same_host_target_change(ctx):
+    """A restore on the same host whose target changed while the devices
+    were frozen (512 -> 0 MiB, during pm_test=platform's pause): the
+    restore must write `actual` back. Nothing re-inflates to a target of
+    0, so QMP shows whether it did."""
+    g = ctx.guest("s12")
+    g.boot()
+    base = memtotal(g)
+    set_and_wait(g, HALF_MB)
+    seq = g.start("echo platform > /sys/power/pm_test && "
+                  "echo disk > /sys/power/state; rc=$?; "
+                  "echo none > /sys/power/pm_test; exit $rc")
+    _wait_balloon_reset(g)
+    g.set_balloon(0)
+    rc, out = g.wait_for(seq, 180)
+    check(rc == 0, "pm_test=platform failed (%d): %s", rc, out[-300:])
+    time.sleep(2)
+    check(g.balloon_mb() == 0, "QMP balloon %.1f MiB after a restore to "
+          "target 0", g.balloon_mb())
+    check(g.debugfs()["balloon_pages"] == "0", "driver holds %s pages",
+          g.debugfs()["balloon_pages"])
+    check(memtotal(g) == base, "MemTotal %d after restore, was %d",
+          memtotal(g), base)
+    check_host(g, "after the restore: ")
+    _queues_still_work(g, base, "target change in restore")
+
+
 SCENARIOS = [
     s1_inflate_deflate,
     s1_oversize_target,
@@ -709,6 +779,8 @@ SCENARIOS = [
     s9_hybrid_sleep_power_loss,
     s10_free_page_reporting,
     s10_free_page_hint_migration,
+    s11_features_across_pm,
+    s12_same_host_target_change,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
