@@ -617,10 +617,13 @@ def s9_hybrid_sleep_power_loss(ctx):
 
 
 def _dirty_and_free(g, mb):
-    """Fill @mb MiB of guest memory with data, then free it again."""
-    g.sh("dd if=/dev/urandom of=/tmp/fill bs=1M count=%d 2>/dev/null && "
-         "rm /tmp/fill && echo 3 > /proc/sys/vm/drop_caches" % mb,
-         timeout=180)
+    """Fill @mb MiB of guest memory with data that is neither zero nor
+    compressible by migration, then free it again. One random MiB copied
+    over and over: /dev/urandom for all of it is slow under TCG."""
+    g.sh("dd if=/dev/urandom of=/tmp/rnd bs=1M count=1 2>/dev/null && "
+         "i=0; while [ $i -lt %d ]; do cat /tmp/rnd; i=$((i + 1)); "
+         "done > /tmp/fill && rm /tmp/fill /tmp/rnd && "
+         "echo 3 > /proc/sys/vm/drop_caches" % mb, timeout=180)
 
 
 def s10_free_page_reporting(ctx):
