@@ -332,10 +332,12 @@ class Guest:
             "-m", str(self.mem_mb), "-smp", str(self.smp),
             "-nographic", "-nodefaults", "-no-reboot", "-S",
             "-kernel", self.kernel, "-initrd", self.initrd,
-            # no_timer_check: a vCPU starved by a busy host otherwise
-            # fails the boot-time IO-APIC timer check and panics.
+            # A vCPU starved by a busy host otherwise fails the boot-time
+            # IO-APIC timer check and panics (no_timer_check), and reports
+            # pm_test's 5 s busy wait as a soft lockup (watchdog_thresh:
+            # a lockup is reported after 60 s instead of 20 s).
             "-append", "console=ttyS0,115200 no_console_suspend panic=-1 "
-                       "no_timer_check "
+                       "no_timer_check watchdog_thresh=30 "
                        "sysctl.kernel.hung_task_timeout_secs=%d "
                        "bs4.driver=%s %s" % (HUNG_TASK_SECS, self.driver,
                                              self.append),
