@@ -675,6 +675,9 @@ def _migration_size(ctx, name, opts):
     g.boot()
     _dirty_and_free(g, 512)
     path = g.dir + "/migration.bin"
+    # Hints arrive while the first pass runs; at full speed that pass is
+    # over before a TCG guest has hinted much.
+    g.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 64 * MiB})
     g.qmp.cmd("migrate", uri="exec:cat > %s" % path)
     deadline = time.monotonic() + 300
     while True:
