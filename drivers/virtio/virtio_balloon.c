@@ -32,22 +32,46 @@
  * work, free page reporting, the OOM notifier, migration), resets the device
  * and deletes the queues.
  *
- * On thaw the queues come back and the balloon is kept. On restore the new
- * host knows nothing of the old balloon, so every ballooned page is handed
- * back to the page allocator (telling the device first only where
- * VIRTIO_BALLOON_F_MUST_TELL_HOST demands it), actual becomes 0, and the
- * driver then follows whatever target the new host has set.
+ * On thaw the queues come back and the balloon is kept. On restore the
+ * balloon is dropped: every ballooned page goes back to the page allocator
+ * and actual becomes 0; the driver then follows whatever target the host has
+ * set.
  *
  * Virtio gives its drivers a single restore() callback for thaw and restore.
  * The PM core does tell them apart: it runs the restore_early() callback of
  * the virtio device's own driver only on PMSG_RESTORE, before the transport
  * (its parent) resumes the device in the normal phase. vb_pm_restore_early()
- * records that, and vb_restore() consumes it. The PM core also resumes
- * devices with PMSG_RESTORE when /sys/power/pm_test stops hibernation at the
- * "platform" stage or later, with test_resume, and when entering S4 fails
- * after the image was written. Those are handled as a restore: the balloon
- * is dropped and then refilled to the host's unchanged target, which costs a
- * round trip but is never wrong.
+ * records that the drop is owed; only a completed drop clears it, so a
+ * restore whose transport failed before vb_restore() ran is not forgotten
+ * by the next thaw.
+ *
+ * PMSG_RESTORE does not mean a new host. The PM core also sends it when the
+ * snapshot or a later step fails (a wakeup event, a syscore or platform
+ * failure), for /sys/power/pm_test "platform" and "core", and for
+ * test_resume: then the same host still holds every ballooned page, and a
+ * page it holds must not be reused before it is deflated (virtio 1.2,
+ * 5.5.6.1; MUST_TELL_HOST only says whether to wait for the answer). The
+ * driver cannot tell those cases from a real resume, so the drop always
+ * goes through the deflate queue. A new host that never saw these pages just
+ * acknowledges them; one batch carries 16 MiB, so telling costs little.
+ *
+ * The drop runs in the balloon work, one batch per run with the lock dropped
+ * and cond_resched() in between, so the restore callback returns at once and
+ * a large balloon neither holds up the devices resumed after this one nor
+ * the CPU. Until the drop is done the counts stay exact (every batch is told,
+ * freed and written to actual), nothing is inflated, migration leaves the
+ * balloon alone, and a freeze in the middle leaves the rest owed to the next
+ * thaw or restore.
+ *
+ * The kernel that boots to load a hibernation image runs this driver too,
+ * if it is built in or in the initramfs, and the host may have asked it for
+ * a balloon. It freezes devices with PMSG_QUIESCE before jumping into the
+ * image, which reuses every frame, ballooned or not. The PM notifier tells
+ * the driver first (PM_RESTORE_PREPARE, before the image is read; only
+ * PM_HIBERNATION_PREPARE precedes a freeze that keeps the balloon): from
+ * then on nothing is inflated and the whole balloon is deflated, told, so
+ * the host and the restored kernel agree that nothing is ballooned.
+ * PM_POST_RESTORE, sent if the image is not restored, lifts that again.
  *
  * Locking
  * -------
@@ -70,6 +94,9 @@
 #include <linux/page_reporting.h>
 #include <linux/poison.h>
 #include <linux/pm.h>
+#include <linux/pm_wakeup.h>
+#include <linux/sched.h>
+#include <linux/suspend.h>
 #include <linux/scatterlist.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -110,7 +137,7 @@ enum vb_vq {
 	VB_VQ_INFLATE,
 	VB_VQ_DEFLATE,
 	VB_VQ_STATS,
-	VB_VQ_FREE_PAGE,	/* free page hinting: never negotiated */
+	VB_VQ_FREE_PAGE,	/* free page hinting */
 	VB_VQ_REPORTING,
 	VB_VQ_NR,
 };
@@ -129,6 +156,9 @@ enum vb_state {
 	VB_STATE_BROKEN,
 };
 
+#define VB_WAKE_TARGET	BIT(0)	/* config change: follow the new target */
+#define VB_WAKE_STATS	BIT(1)	/* statistics request */
+
 static const char * const vb_state_names[] = {
 	[VB_STATE_RUNNING] = "running",
 	[VB_STATE_FROZEN] = "frozen",
@@ -146,6 +176,8 @@ enum vb_counter {
 	VB_CNT_RESTORED,	/* restore callbacks */
 	VB_CNT_RESTORE_DROPPED,	/* bpages dropped by restore */
 	VB_CNT_STATS_SENT,	/* statistics buffers answered */
+	VB_CNT_HINT_RUNS,	/* free page hint runs */
+	VB_CNT_HINTED,		/* pages hinted */
 	VB_CNT_NR,
 };
 
@@ -160,6 +192,8 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_RESTORED] = "restored",
 	[VB_CNT_RESTORE_DROPPED] = "restore_dropped",
 	[VB_CNT_STATS_SENT] = "stats_sent",
+	[VB_CNT_HINT_RUNS] = "hint_runs",
+	[VB_CNT_HINTED] = "hinted",
 };
 
 /* Statistics this driver reports, in the order it fills them. */
@@ -200,16 +234,36 @@ static const u16 vb_stat_tags[] = {
  * @pfns: PFN buffer for one inflate/deflate request; protected by @lock.
  * @acked: woken when a queue returns a buffer.
  * @b_dev_info: balloon_compaction's page list.
- * @stop_lock: protects @stopped.
+ * @stop_lock: protects @stopped and @wake_bits.
  * @stopped: no work may be queued; set before the users are cancelled.
+ * @wake_bits: VB_WAKE_* events being handled, see vb_wake_hold_locked().
  * @balloon_work: follows the target, one batch per run (freezable).
  * @stats_work: answers a statistics request (freezable).
- * @oom_nb: OOM notifier, registered with DEFLATE_ON_OOM only.
+ * @hint_work: runs free page hinting (freezable); the only user of the
+ *	free page queue while the device runs.
+ * @hint_cmd: the command id the last hint run reported; only @hint_work.
+ * @hint_start: buffer for the command id that opens a run; only @hint_work.
+ * @hint_stop: buffer for VIRTIO_BALLOON_CMD_ID_STOP; only @hint_work.
+ * @hint_lock: protects @hint_held, @hint_nr_held and @hint_blocks.
+ * @hint_held: hinted blocks the device has returned; held until the run
+ *	ends, the device says DONE, or the OOM notifier wants memory.
+ * @hint_nr_held: blocks on @hint_held.
+ * @hint_blocks: hinted blocks out of the allocator, in the queue or held.
+ * @oom_nb: OOM notifier, registered with DEFLATE_ON_OOM or FREE_PAGE_HINT.
  * @pr_dev_info: free page reporting; registered with REPORTING only.
  * @reporting: @pr_dev_info is registered.
+ * @drop_owed: the PM core announced PMSG_RESTORE and the balloon held at
+ *	that point has not been dropped completely yet; protected by @lock.
+ * @handing_back: between PM_RESTORE_PREPARE and PM_POST_RESTORE, in the
+ *	kernel that loads an image: hold nothing; protected by @lock.
+ * @drop_start: when the restore callback began; protected by @lock.
  * @pm_restoring: the PM core announced PMSG_RESTORE since the last freeze;
  *	written by vb_pm_restore_early() and read by vb_restore(), which the
- *	PM core runs one after the other.
+ *	PM core runs one after the other. Only names the transition in
+ *	counters and logs; @drop_owed is what the driver acts on.
+ * @drop_bpages: bpages dropped since the last thaw or restore callback;
+ *	protected by @lock.
+ * @pm_nb: PM notifier, see "Hibernation" at the top.
  * @stats: the statistics buffer; only @stats_work and init touch it.
  * @vm_events: scratch for all_vm_events(); only @stats_work uses it.
  * @counters: enum vb_counter; updated under @lock except reporting and
@@ -229,16 +283,31 @@ struct vb_dev {
 	wait_queue_head_t acked;
 	struct balloon_dev_info b_dev_info;
 
-	spinlock_t stop_lock;		/* protects @stopped */
+	spinlock_t stop_lock;		/* protects @stopped, @wake_bits */
 	bool stopped;
+	unsigned int wake_bits;
 	struct delayed_work balloon_work;
 	struct work_struct stats_work;
+
+	struct work_struct hint_work;
+	u32 hint_cmd;
+	__virtio32 hint_start;
+	__virtio32 hint_stop;
+	spinlock_t hint_lock;		/* protects the three below */
+	struct list_head hint_held;
+	unsigned long hint_nr_held;
+	unsigned long hint_blocks;
 
 	struct notifier_block oom_nb;
 	struct page_reporting_dev_info pr_dev_info;
 	bool reporting;
 
+	bool drop_owed;
+	bool handing_back;
+	ktime_t drop_start;
+	unsigned int drop_bpages;
 	bool pm_restoring;
+	struct notifier_block pm_nb;
 
 	struct virtio_balloon_stat stats[VB_NR_STATS];
 	unsigned long vm_events[NR_VM_EVENT_ITEMS];
@@ -251,6 +320,13 @@ static struct dentry *vb_debugfs_root;
 static bool vb_has(struct vb_dev *vb, unsigned int fbit)
 {
 	return virtio_has_feature(vb->vdev, fbit);
+}
+
+/* OOM takes back ballooned pages, or blocks held for a hint run. */
+static bool vb_wants_oom(struct vb_dev *vb)
+{
+	return vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM) ||
+	       vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT);
 }
 
 static void vb_set_state(struct vb_dev *vb, enum vb_state state)
@@ -267,6 +343,44 @@ static void vb_queue_balloon_work(struct vb_dev *vb, unsigned long delay)
 	spin_lock_irqsave(&vb->stop_lock, flags);
 	if (!vb->stopped)
 		mod_delayed_work(system_freezable_wq, &vb->balloon_work, delay);
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
+}
+
+/*
+ * Wakeup events. A new target and a statistics request are events the
+ * host expects an answer to, so a system that is going to sleep waits
+ * until the driver has handled them. The virtio device has its own wakeup
+ * source (probe makes it wakeup capable), kept active while any of
+ * vb->wake_bits is set; vb->stop_lock protects the bits.
+ */
+static void vb_wake_hold_locked(struct vb_dev *vb, unsigned int bit)
+{
+	lockdep_assert_held(&vb->stop_lock);
+	if (!vb->wake_bits)
+		pm_stay_awake(&vb->vdev->dev);
+	vb->wake_bits |= bit;
+}
+
+static void vb_wake_hold(struct vb_dev *vb, unsigned int bit)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->stop_lock, flags);
+	if (!vb->stopped)
+		vb_wake_hold_locked(vb, bit);
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
+}
+
+static void vb_wake_release(struct vb_dev *vb, unsigned int bits)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->stop_lock, flags);
+	if (vb->wake_bits & bits) {
+		vb->wake_bits &= ~bits;
+		if (!vb->wake_bits)
+			pm_relax(&vb->vdev->dev);
+	}
 	spin_unlock_irqrestore(&vb->stop_lock, flags);
 }
 
@@ -318,6 +432,16 @@ static bool vb_add_page_pfns(struct vb_dev *vb, struct page *page,
 	for (i = 0; i < VB_BPAGES_PER_PAGE; i++)
 		vb->pfns[(*n)++] = cpu_to_virtio32(vb->vdev, pfn + i);
 	return true;
+}
+
+/*
+ * The balloon is being emptied: nothing may be inflated, and migration
+ * leaves it alone. Context: vb->lock held.
+ */
+static bool vb_emptying(struct vb_dev *vb)
+{
+	lockdep_assert_held(&vb->lock);
+	return vb->drop_owed || vb->handing_back;
 }
 
 static void vb_write_actual(struct vb_dev *vb)
@@ -382,8 +506,8 @@ static unsigned long vb_spare_pages(unsigned int held)
  * Pages are allocated before vb->lock is taken: the allocation may compact
  * memory, and compaction migrates balloon pages under vb->lock.
  *
- * Return: bpages inflated; 0 when no memory could be spared or the device
- * is not running.
+ * Return: bpages inflated; 0 when no memory could be spared, the device
+ * is not running or the balloon is being emptied.
  */
 static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 			       unsigned int held)
@@ -403,7 +527,7 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	}
 
 	mutex_lock(&vb->lock);
-	if (vb->state != VB_STATE_RUNNING)
+	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb))
 		goto out_unlock;
 	list_for_each_entry_safe(page, next, &pages, lru) {
 		if (!vb_add_page_pfns(vb, page, &n))
@@ -473,17 +597,110 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 
 /*
  * Empty the balloon. Pages under migration are not on the list; wait for
- * them to come back rather than leave them behind.
+ * them to come back rather than leave them behind. vb->lock is let go
+ * between batches so that a large balloon holds neither the CPU nor the
+ * lock for long; callers make sure nothing refills the balloon meanwhile.
  */
 static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
 {
 	lockdep_assert_held(&vb->lock);
 	while (vb->num_bpages) {
-		if (!vb_deflate_locked(vb, vb->num_bpages, tell_host)) {
-			mutex_unlock(&vb->lock);
-			cond_resched();
-			mutex_lock(&vb->lock);
-		}
+		vb_deflate_locked(vb, vb->num_bpages, tell_host);
+		mutex_unlock(&vb->lock);
+		cond_resched();
+		mutex_lock(&vb->lock);
+	}
+}
+
+/* Fill vb->stats; values are bytes, or counts for faults, OOM kills, stalls. */
+static void vb_stats_fill(struct vb_dev *vb)
+{
+	unsigned long *ev = vb->vm_events;
+	unsigned long stall = 0, htlb_alloc = 0, htlb_fail = 0;
+	struct sysinfo si;
+	u64 val[VB_NR_STATS];
+	unsigned int i;
+
+	all_vm_events(ev);
+	si_meminfo(&si);
+	for (i = 0; i < MAX_NR_ZONES; i++)
+		stall += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + i];
+#ifdef CONFIG_HUGETLB_PAGE
+	htlb_alloc = ev[HTLB_BUDDY_PGALLOC];
+	htlb_fail = ev[HTLB_BUDDY_PGALLOC_FAIL];
+#endif
+	val[0] = (u64)ev[PSWPIN] << PAGE_SHIFT;
+	val[1] = (u64)ev[PSWPOUT] << PAGE_SHIFT;
+	val[2] = ev[PGMAJFAULT];
+	val[3] = ev[PGFAULT];
+	val[4] = (u64)si.freeram * si.mem_unit;
+	val[5] = (u64)si.totalram * si.mem_unit;
+	val[6] = (u64)si_mem_available() << PAGE_SHIFT;
+	val[7] = (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT;
+	val[8] = htlb_alloc;
+	val[9] = htlb_fail;
+	val[10] = ev[OOM_KILL];
+	val[11] = stall;
+	/* The uapi defines the scan and reclaim tags in bytes. */
+	val[12] = (u64)ev[PGSCAN_KSWAPD] << PAGE_SHIFT;
+	val[13] = (u64)ev[PGSCAN_DIRECT] << PAGE_SHIFT;
+	val[14] = (u64)ev[PGSTEAL_KSWAPD] << PAGE_SHIFT;
+	val[15] = (u64)ev[PGSTEAL_DIRECT] << PAGE_SHIFT;
+	BUILD_BUG_ON(ARRAY_SIZE(val) != 16);
+
+	for (i = 0; i < VB_NR_STATS; i++) {
+		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, vb_stat_tags[i]);
+		vb->stats[i].val = cpu_to_virtio64(vb->vdev, val[i]);
+	}
+}
+
+/* Hand the statistics buffer to the device; it returns it to ask again. */
+static int vb_stats_post(struct vb_dev *vb)
+{
+	struct virtqueue *vq = vb->vqs[VB_VQ_STATS];
+	struct scatterlist sg;
+
+	vb_stats_fill(vb);
+	sg_init_one(&sg, vb->stats, sizeof(vb->stats));
+	return virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
+}
+
+/**
+ * vb_drop_step() - drop one batch of the balloon owed since a restore
+ * @vb: the balloon, running, with vb->drop_owed set.
+ *
+ * Every batch goes through the deflate queue and is acknowledged before
+ * its pages are freed, and actual follows each batch, so the host and the
+ * guest agree at every moment while the drop is under way. Once the
+ * balloon is empty, logs how long the whole drop took from the restore
+ * callback on, clears vb->drop_owed and posts the statistics buffer that
+ * vb_start_users() held back.
+ *
+ * Context: vb->lock held.
+ */
+static void vb_drop_step(struct vb_dev *vb)
+{
+	unsigned int done;
+
+	lockdep_assert_held(&vb->lock);
+	if (vb->num_bpages) {
+		done = vb_deflate_locked(vb, vb->num_bpages, true);
+		vb->drop_bpages += done;
+		vb->counters[VB_CNT_RESTORE_DROPPED] += done;
+		return;
+	}
+	vb->drop_owed = false;
+	dev_info(&vb->vdev->dev,
+		 "restore: returned %u MiB of ballooned memory to the guest in %lld us\n",
+		 vb->drop_bpages / VB_BPAGES_PER_MB,
+		 ktime_us_delta(ktime_get(), vb->drop_start));
+
+	/* The host's first statistics after a restore show the balloon gone. */
+	if (vb->vqs[VB_VQ_STATS]) {
+		if (vb_stats_post(vb))
+			dev_warn(&vb->vdev->dev, "cannot post statistics\n");
+		else
+			virtqueue_kick(vb->vqs[VB_VQ_STATS]);
 	}
 }
 
@@ -518,9 +735,18 @@ static void vb_balloon_work(struct work_struct *work)
 	mutex_lock(&vb->lock);
 	if (vb->state != VB_STATE_RUNNING) {
 		mutex_unlock(&vb->lock);
+		vb_wake_release(vb, VB_WAKE_TARGET);
 		return;
 	}
-	target = vb_target(vb);
+	if (vb->drop_owed) {
+		vb_drop_step(vb);
+		mutex_unlock(&vb->lock);
+		/* One batch per run: a freeze or the lock's waiters get a turn. */
+		cond_resched();
+		vb_queue_balloon_work(vb, 0);
+		return;
+	}
+	target = vb->handing_back ? 0 : vb_target(vb);
 	held = vb->num_bpages;
 	if (target < held)
 		vb_deflate_locked(vb, held - target, true);
@@ -537,13 +763,11 @@ static void vb_balloon_work(struct work_struct *work)
 		mutex_unlock(&vb->lock);
 		delay = VB_RETRY_DELAY;
 	}
+	/* A target the guest cannot reach yet is no reason to stay awake. */
+	if (target == held || delay)
+		vb_wake_release(vb, VB_WAKE_TARGET);
 	if (target != held)
 		vb_queue_balloon_work(vb, delay);
-}
-
-static void vb_config_changed(struct virtio_device *vdev)
-{
-	vb_queue_balloon_work(vdev->priv, 0);
 }
 
 static void vb_stats_request(struct virtqueue *vq)
@@ -552,61 +776,11 @@ static void vb_stats_request(struct virtqueue *vq)
 	unsigned long flags;
 
 	spin_lock_irqsave(&vb->stop_lock, flags);
-	if (!vb->stopped)
+	if (!vb->stopped) {
+		vb_wake_hold_locked(vb, VB_WAKE_STATS);
 		queue_work(system_freezable_wq, &vb->stats_work);
-	spin_unlock_irqrestore(&vb->stop_lock, flags);
-}
-
-/* Fill vb->stats; values are bytes, or counts for the event tags. */
-static void vb_stats_fill(struct vb_dev *vb)
-{
-	unsigned long *ev = vb->vm_events;
-	unsigned long stall = 0, htlb_alloc = 0, htlb_fail = 0;
-	struct sysinfo si;
-	u64 val[VB_NR_STATS];
-	unsigned int i;
-
-	all_vm_events(ev);
-	si_meminfo(&si);
-	for (i = 0; i < MAX_NR_ZONES; i++)
-		stall += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + i];
-#ifdef CONFIG_HUGETLB_PAGE
-	htlb_alloc = ev[HTLB_BUDDY_PGALLOC];
-	htlb_fail = ev[HTLB_BUDDY_PGALLOC_FAIL];
-#endif
-	val[0] = (u64)ev[PSWPIN] << PAGE_SHIFT;
-	val[1] = (u64)ev[PSWPOUT] << PAGE_SHIFT;
-	val[2] = ev[PGMAJFAULT];
-	val[3] = ev[PGFAULT];
-	val[4] = (u64)si.freeram * si.mem_unit;
-	val[5] = (u64)si.totalram * si.mem_unit;
-	val[6] = (u64)si_mem_available() << PAGE_SHIFT;
-	val[7] = (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT;
-	val[8] = htlb_alloc;
-	val[9] = htlb_fail;
-	val[10] = ev[OOM_KILL];
-	val[11] = stall;
-	val[12] = ev[PGSCAN_KSWAPD];
-	val[13] = ev[PGSCAN_DIRECT];
-	val[14] = ev[PGSTEAL_KSWAPD];
-	val[15] = ev[PGSTEAL_DIRECT];
-	BUILD_BUG_ON(ARRAY_SIZE(val) != 16);
-
-	for (i = 0; i < VB_NR_STATS; i++) {
-		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, vb_stat_tags[i]);
-		vb->stats[i].val = cpu_to_virtio64(vb->vdev, val[i]);
 	}
-}
-
-/* Hand the statistics buffer to the device; it returns it to ask again. */
-static int vb_stats_post(struct vb_dev *vb)
-{
-	struct virtqueue *vq = vb->vqs[VB_VQ_STATS];
-	struct scatterlist sg;
-
-	vb_stats_fill(vb);
-	sg_init_one(&sg, vb->stats, sizeof(vb->stats));
-	return virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
 }
 
 static void vb_stats_work(struct work_struct *work)
@@ -616,13 +790,252 @@ static void vb_stats_work(struct work_struct *work)
 	unsigned int len;
 
 	if (!virtqueue_get_buf(vq, &len))
-		return;
+		goto out;
 	if (vb_stats_post(vb)) {
 		dev_warn_once(&vb->vdev->dev, "cannot answer a statistics request\n");
-		return;
+		goto out;
 	}
 	vb->counters[VB_CNT_STATS_SENT]++;
 	virtqueue_kick(vq);
+out:
+	vb_wake_release(vb, VB_WAKE_STATS);
+}
+
+/*
+ * Free page hinting
+ * -----------------
+ * While the host migrates the guest, it may ask for a hint run by writing
+ * a new command id to free_page_hint_cmd_id. The driver then sends that id
+ * on the free page queue, takes free blocks from the allocator and hands
+ * their addresses to the device (which need not migrate them), and ends
+ * the run by sending VIRTIO_BALLOON_CMD_ID_STOP. The host may stop a run
+ * early by writing STOP, and writes DONE once the hints are of no further
+ * use. A hinted block must not be written before the device has returned
+ * its buffer: the device clears the block's dirty state when it takes the
+ * hint. Returned blocks are held until the run ends, so that a run covers
+ * distinct memory, then go back to the allocator. A run takes nothing from
+ * the reserve inflating keeps free, the OOM notifier takes held blocks
+ * back at once, and freeze stops a run and reclaims every block once the
+ * device is reset.
+ */
+#define VB_HINT_ORDER		pageblock_order
+#define VB_HINT_GFP		(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN | \
+				 __GFP_NOMEMALLOC)
+
+static u32 vb_hint_cmd_id(struct vb_dev *vb)
+{
+	u32 cmd;
+
+	virtio_cread_le(vb->vdev, struct virtio_balloon_config,
+			free_page_hint_cmd_id, &cmd);
+	return cmd;
+}
+
+static void vb_hint_free_list(struct list_head *blocks)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, blocks, lru) {
+		list_del(&page->lru);
+		__free_pages(page, VB_HINT_ORDER);
+	}
+}
+
+/* Give back up to @max held blocks. Return: how many. Any context that sleeps. */
+static unsigned long vb_hint_release(struct vb_dev *vb, unsigned long max)
+{
+	unsigned long n = 0;
+	struct page *page;
+	LIST_HEAD(blocks);
+
+	spin_lock_irq(&vb->hint_lock);
+	while (n < max && !list_empty(&vb->hint_held)) {
+		page = list_first_entry(&vb->hint_held, struct page, lru);
+		list_move(&page->lru, &blocks);
+		vb->hint_nr_held--;
+		vb->hint_blocks--;
+		n++;
+	}
+	spin_unlock_irq(&vb->hint_lock);
+	vb_hint_free_list(&blocks);
+	return n;
+}
+
+/* Take a block back from the device: it has seen it, or it was reset. */
+static void vb_hint_reclaim(struct vb_dev *vb, void *token, bool hold)
+{
+	struct page *page = token;
+
+	if (token == &vb->hint_start || token == &vb->hint_stop)
+		return;
+	spin_lock_irq(&vb->hint_lock);
+	if (hold) {
+		list_add(&page->lru, &vb->hint_held);
+		vb->hint_nr_held++;
+	} else {
+		vb->hint_blocks--;
+	}
+	spin_unlock_irq(&vb->hint_lock);
+	if (!hold)
+		__free_pages(page, VB_HINT_ORDER);
+}
+
+/* Every hinted block is back from the device. */
+static bool vb_hint_all_back(struct vb_dev *vb)
+{
+	bool back;
+
+	spin_lock_irq(&vb->hint_lock);
+	back = vb->hint_nr_held == vb->hint_blocks;
+	spin_unlock_irq(&vb->hint_lock);
+	return back;
+}
+
+/* Collect every buffer the device has returned. Return: how many. */
+static unsigned int vb_hint_reap(struct vb_dev *vb, bool hold)
+{
+	struct virtqueue *vq = vb->vqs[VB_VQ_FREE_PAGE];
+	unsigned int len, n = 0;
+	void *token;
+
+	while ((token = virtqueue_get_buf(vq, &len))) {
+		vb_hint_reclaim(vb, token, hold);
+		n++;
+	}
+	return n;
+}
+
+static int vb_hint_send_cmd(struct vb_dev *vb, __virtio32 *buf, u32 cmd)
+{
+	struct virtqueue *vq = vb->vqs[VB_VQ_FREE_PAGE];
+	struct scatterlist sg;
+	int err;
+
+	*buf = cpu_to_virtio32(vb->vdev, cmd);
+	sg_init_one(&sg, buf, sizeof(*buf));
+	err = virtqueue_add_outbuf(vq, &sg, 1, buf, GFP_KERNEL);
+	if (!err)
+		virtqueue_kick(vq);
+	return err;
+}
+
+/* Hint one free block. Return: 0, or -ENOMEM/-ENOSPC to end the run. */
+static int vb_hint_one(struct vb_dev *vb)
+{
+	struct virtqueue *vq = vb->vqs[VB_VQ_FREE_PAGE];
+	struct scatterlist sg;
+	struct page *page;
+	int err;
+
+	if (vb_spare_pages(READ_ONCE(vb->num_bpages)) < (1UL << VB_HINT_ORDER))
+		return -ENOMEM;
+	page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
+	if (!page)
+		return -ENOMEM;
+	sg_init_table(&sg, 1);
+	sg_set_page(&sg, page, PAGE_SIZE << VB_HINT_ORDER, 0);
+	err = virtqueue_add_inbuf(vq, &sg, 1, page, GFP_KERNEL);
+	if (err) {
+		__free_pages(page, VB_HINT_ORDER);
+		return err;
+	}
+	spin_lock_irq(&vb->hint_lock);
+	vb->hint_blocks++;
+	spin_unlock_irq(&vb->hint_lock);
+	vb->counters[VB_CNT_HINTED] += 1UL << VB_HINT_ORDER;
+	virtqueue_kick(vq);
+	return 0;
+}
+
+static bool vb_hint_stopping(struct vb_dev *vb, u32 cmd)
+{
+	return READ_ONCE(vb->stopped) || vb_hint_cmd_id(vb) != cmd;
+}
+
+/* One hint run for command id @cmd; see "Free page hinting" above. */
+static void vb_hint_run(struct vb_dev *vb, u32 cmd)
+{
+	unsigned int tries;
+
+	vb->hint_cmd = cmd;
+	vb->counters[VB_CNT_HINT_RUNS]++;
+	if (vb_hint_send_cmd(vb, &vb->hint_start, cmd))
+		return;
+	while (!vb_hint_stopping(vb, cmd)) {
+		vb_hint_reap(vb, true);
+		if (vb_hint_one(vb))
+			break;
+		cond_resched();
+	}
+	if (vb_hint_send_cmd(vb, &vb->hint_stop, VIRTIO_BALLOON_CMD_ID_STOP))
+		dev_warn_once(&vb->vdev->dev, "cannot end a free page hint run\n");
+
+	/*
+	 * Wait up to a second for the device to finish with the blocks;
+	 * blocks it returns later are freed when they come back.
+	 */
+	for (tries = 0; tries < 100; tries++) {
+		vb_hint_reap(vb, true);
+		if (vb_hint_all_back(vb) || READ_ONCE(vb->stopped))
+			break;
+		wait_event_timeout(vb->acked, READ_ONCE(vb->stopped), HZ / 100);
+	}
+	vb_hint_release(vb, ULONG_MAX);
+}
+
+static void vb_hint_work(struct work_struct *work)
+{
+	struct vb_dev *vb = container_of(work, struct vb_dev, hint_work);
+	u32 cmd = vb_hint_cmd_id(vb);
+
+	/* Late returns from an earlier run go straight back. */
+	vb_hint_reap(vb, false);
+	if (cmd == VIRTIO_BALLOON_CMD_ID_DONE) {
+		vb_hint_release(vb, ULONG_MAX);
+		vb->hint_cmd = cmd;
+	} else if (cmd != VIRTIO_BALLOON_CMD_ID_STOP && cmd != vb->hint_cmd) {
+		vb_hint_run(vb, cmd);
+	}
+}
+
+/* A config change may carry a new command id. Any context. */
+static void vb_hint_changed(struct vb_dev *vb)
+{
+	unsigned long flags;
+
+	if (!vb->vqs[VB_VQ_FREE_PAGE])
+		return;
+	spin_lock_irqsave(&vb->stop_lock, flags);
+	if (!vb->stopped)
+		queue_work(system_freezable_wq, &vb->hint_work);
+	spin_unlock_irqrestore(&vb->stop_lock, flags);
+}
+
+static void vb_config_changed(struct virtio_device *vdev)
+{
+	struct vb_dev *vb = vdev->priv;
+
+	vb_wake_hold(vb, VB_WAKE_TARGET);
+	vb_queue_balloon_work(vb, 0);
+	vb_hint_changed(vb);
+}
+
+/*
+ * After a reset the device holds none of our buffers: take every block
+ * back. Context: the device is reset and its queues not yet deleted.
+ */
+static void vb_hint_reclaim_all(struct vb_dev *vb)
+{
+	struct virtqueue *vq = vb->vqs[VB_VQ_FREE_PAGE];
+	void *token;
+
+	if (!vq)
+		return;
+	vb_hint_reap(vb, false);
+	while ((token = virtqueue_detach_unused_buf(vq)))
+		vb_hint_reclaim(vb, token, false);
+	vb_hint_release(vb, ULONG_MAX);
+	vb->hint_cmd = VIRTIO_BALLOON_CMD_ID_STOP;
 }
 
 static int vb_oom_notify(struct notifier_block *nb, unsigned long unused,
@@ -631,6 +1044,11 @@ static int vb_oom_notify(struct notifier_block *nb, unsigned long unused,
 	struct vb_dev *vb = container_of(nb, struct vb_dev, oom_nb);
 	unsigned long *freed = parm;
 	unsigned int done = 0;
+
+	/* Held hint blocks are free memory on loan: they go first. */
+	*freed += vb_hint_release(vb, ULONG_MAX) << VB_HINT_ORDER;
+	if (!vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+		return NOTIFY_OK;
 
 	mutex_lock(&vb->lock);
 	if (vb->state == VB_STATE_RUNNING) {
@@ -679,11 +1097,13 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 
 	/*
 	 * Never wait for vb->lock: its holder may be allocating, and the
-	 * allocation may be what triggered this compaction.
+	 * allocation may be what triggered this compaction. While the balloon
+	 * is being emptied, moving a page would only hand the host a page to
+	 * take back a moment later; leave it to the drop.
 	 */
 	if (!mutex_trylock(&vb->lock))
 		return -EAGAIN;
-	if (vb->state != VB_STATE_RUNNING ||
+	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb) ||
 	    !vb_add_page_pfns(vb, newpage, &n)) {
 		mutex_unlock(&vb->lock);
 		return -EAGAIN;
@@ -724,6 +1144,13 @@ static int vb_init_vqs(struct vb_dev *vb)
 	if (vb_has(vb, VIRTIO_BALLOON_F_STATS_VQ))
 		info[VB_VQ_STATS] = (struct virtqueue_info){ "stats",
 							     vb_stats_request };
+	/*
+	 * Queues are numbered in this order, skipping absent ones: with
+	 * hinting negotiated, reporting sits where such a device expects it.
+	 */
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		info[VB_VQ_FREE_PAGE] = (struct virtqueue_info){ "free_page",
+								 vb_acked };
 	if (vb_has(vb, VIRTIO_BALLOON_F_REPORTING))
 		info[VB_VQ_REPORTING] = (struct virtqueue_info){ "reporting",
 								 vb_acked };
@@ -733,6 +1160,7 @@ static int vb_init_vqs(struct vb_dev *vb)
 static void vb_del_vqs(struct vb_dev *vb)
 {
 	virtio_reset_device(vb->vdev);
+	vb_hint_reclaim_all(vb);
 	vb->vdev->config->del_vqs(vb->vdev);
 	memset(vb->vqs, 0, sizeof(vb->vqs));
 }
@@ -741,8 +1169,9 @@ static void vb_del_vqs(struct vb_dev *vb)
  * vb_start_users() - let everything that uses the queues run
  * @vb: the balloon, with its queues found and the device ready.
  *
- * The first statistics buffer is filled here, after a restore has dropped
- * the balloon, so that the host's first reading is current.
+ * The first statistics buffer is filled here, or, while a restore's drop
+ * is owed, once the drop is done, so that the host's first reading shows
+ * the memory the guest really has.
  *
  * Undone by vb_stop_users().
  *
@@ -753,7 +1182,8 @@ static int vb_start_users(struct vb_dev *vb)
 	struct virtqueue *rvq = vb->vqs[VB_VQ_REPORTING];
 	int err;
 
-	if (vb->vqs[VB_VQ_STATS]) {
+	/* With a drop owed, vb_drop_step() posts the first buffer instead. */
+	if (vb->vqs[VB_VQ_STATS] && !READ_ONCE(vb->drop_owed)) {
 		err = vb_stats_post(vb);
 		if (err)
 			return err;
@@ -771,7 +1201,7 @@ static int vb_start_users(struct vb_dev *vb)
 			      "reporting queue too small; free page reporting off\n");
 	}
 
-	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
+	if (vb_wants_oom(vb)) {
 		err = register_oom_notifier(&vb->oom_nb);
 		if (err) {
 			if (vb->reporting)
@@ -808,11 +1238,13 @@ static void vb_stop_users(struct vb_dev *vb)
 
 	cancel_delayed_work_sync(&vb->balloon_work);
 	cancel_work_sync(&vb->stats_work);
+	cancel_work_sync(&vb->hint_work);
 	if (vb->reporting)
 		page_reporting_unregister(&vb->pr_dev_info);
 	vb->reporting = false;
-	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+	if (vb_wants_oom(vb))
 		unregister_oom_notifier(&vb->oom_nb);
+	vb_wake_release(vb, VB_WAKE_TARGET | VB_WAKE_STATS);
 }
 
 static int vb_debugfs_show(struct seq_file *f, void *unused)
@@ -840,31 +1272,130 @@ static int vb_debugfs_show(struct seq_file *f, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(vb_debugfs);
 
+/*
+ * Freed pages hold a known pattern that the guest relies on: zeroes with
+ * init_on_free, PAGE_POISON bytes with page poisoning.
+ */
+static bool vb_free_pages_patterned(void)
+{
+	return want_init_on_free() || page_poisoning_enabled_static();
+}
+
+/**
+ * vb_validate() - drop offered features this guest cannot use
+ * @vdev: the device, before feature negotiation completes.
+ *
+ * A device that discards reported pages may hand them back zeroed. With
+ * no pattern in free pages that is harmless and PAGE_POISON has nothing to
+ * promise. With a pattern, reporting is only safe if the device keeps it,
+ * which is what PAGE_POISON (with poison_val) asks for; without that
+ * feature, reporting is turned off rather than risk a corrupted pattern.
+ *
+ * The balloon's PFNs are guest-physical addresses that no IOMMU
+ * translates, so ACCESS_PLATFORM is never accepted.
+ *
+ * Return: 0; nothing offered makes the device unusable.
+ */
 static int vb_validate(struct virtio_device *vdev)
 {
-	/*
-	 * The host may drop reported pages and hand them back zeroed. That
-	 * is only safe when nothing checks freed pages for a pattern, or
-	 * when the device promises to keep the pattern (PAGE_POISON).
-	 */
-	if (!want_init_on_free() && !page_poisoning_enabled_static())
-		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_PAGE_POISON);
-	else if (!virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON))
-		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_REPORTING);
+	bool keeps_pattern = virtio_has_feature(vdev,
+						VIRTIO_BALLOON_F_PAGE_POISON);
 
-	/* PFNs are guest-physical addresses, never translated by an IOMMU. */
 	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
+
+	if (!vb_free_pages_patterned()) {
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_PAGE_POISON);
+		return 0;
+	}
+	if (!keeps_pattern &&
+	    virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING)) {
+		dev_info(&vdev->dev,
+			 "free page reporting off: freed pages hold a pattern the device does not promise to keep\n");
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_REPORTING);
+	}
 	return 0;
 }
 
+/*
+ * Tell a PAGE_POISON device the pattern of free pages. The device compares
+ * 32-bit words, so the byte page poisoning writes fills all four bytes.
+ */
 static void vb_write_poison(struct vb_dev *vb)
 {
-	u32 poison = want_init_on_free() ? 0 : PAGE_POISON;
+	u32 poison = 0;
 
-	if (vb_has(vb, VIRTIO_BALLOON_F_PAGE_POISON))
-		virtio_cwrite_le(vb->vdev, struct virtio_balloon_config,
-				 poison_val, &poison);
+	if (!vb_has(vb, VIRTIO_BALLOON_F_PAGE_POISON))
+		return;
+	if (!want_init_on_free())
+		memset(&poison, PAGE_POISON, sizeof(poison));
+	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, poison_val,
+			 &poison);
 }
+
+#ifdef CONFIG_PM_SLEEP
+/**
+ * vb_pm_notify() - learn what the next freeze is for
+ * @nb: vb->pm_nb.
+ * @event: PM_* event.
+ * @unused: no data.
+ *
+ * PM_RESTORE_PREPARE comes before a kernel loads a hibernation image and
+ * freezes its devices with PMSG_QUIESCE to jump into it; the image kernel
+ * then uses every frame, so the balloon is handed back to the host here,
+ * before the image is read, and stays empty until PM_POST_RESTORE (no
+ * image restored after all). Freezes that follow PM_HIBERNATION_PREPARE
+ * keep the balloon.
+ *
+ * Return: NOTIFY_DONE.
+ */
+static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
+			void *unused)
+{
+	struct vb_dev *vb = container_of(nb, struct vb_dev, pm_nb);
+	unsigned int held;
+
+	switch (event) {
+	case PM_RESTORE_PREPARE:
+		mutex_lock(&vb->lock);
+		vb->handing_back = true;
+		held = vb->num_bpages;
+		if (vb->state == VB_STATE_RUNNING)
+			vb_deflate_all_locked(vb, true);
+		mutex_unlock(&vb->lock);
+		if (held)
+			dev_info(&vb->vdev->dev,
+				 "loading a hibernation image: returned %u MiB of ballooned memory to the host\n",
+				 held / VB_BPAGES_PER_MB);
+		break;
+	case PM_POST_RESTORE:
+		mutex_lock(&vb->lock);
+		vb->handing_back = false;
+		mutex_unlock(&vb->lock);
+		vb_queue_balloon_work(vb, 0);
+		break;
+	}
+	return NOTIFY_DONE;
+}
+
+static int vb_pm_notifier_register(struct vb_dev *vb)
+{
+	return register_pm_notifier(&vb->pm_nb);
+}
+
+static void vb_pm_notifier_unregister(struct vb_dev *vb)
+{
+	unregister_pm_notifier(&vb->pm_nb);
+}
+#else
+static int vb_pm_notifier_register(struct vb_dev *vb)
+{
+	return 0;
+}
+
+static void vb_pm_notifier_unregister(struct vb_dev *vb)
+{
+}
+#endif /* CONFIG_PM_SLEEP */
 
 static int vb_probe(struct virtio_device *vdev)
 {
@@ -887,8 +1418,15 @@ static int vb_probe(struct virtio_device *vdev)
 	init_waitqueue_head(&vb->acked);
 	INIT_DELAYED_WORK(&vb->balloon_work, vb_balloon_work);
 	INIT_WORK(&vb->stats_work, vb_stats_work);
+	INIT_WORK(&vb->hint_work, vb_hint_work);
+	spin_lock_init(&vb->hint_lock);
+	INIT_LIST_HEAD(&vb->hint_held);
+	vb->hint_cmd = VIRTIO_BALLOON_CMD_ID_STOP;
 	vb->oom_nb.notifier_call = vb_oom_notify;
 	vb->oom_nb.priority = 80;
+#ifdef CONFIG_PM_SLEEP
+	vb->pm_nb.notifier_call = vb_pm_notify;
+#endif
 	balloon_devinfo_init(&vb->b_dev_info);
 #ifdef CONFIG_BALLOON_COMPACTION
 	vb->b_dev_info.migratepage = vb_migrate_page;
@@ -907,14 +1445,26 @@ static int vb_probe(struct virtio_device *vdev)
 	vb_write_poison(vb);
 	virtio_device_ready(vdev);
 
-	err = vb_start_users(vb);
+	/*
+	 * The device only passes on wakeups its transport receives; its own
+	 * wakeup source keeps them apart from the transport's.
+	 */
+	device_set_wakeup_capable(&vdev->dev, true);
+
+	err = vb_pm_notifier_register(vb);
 	if (err)
 		goto err_del_vqs;
+
+	err = vb_start_users(vb);
+	if (err)
+		goto err_pm_notifier;
 
 	vb->debugfs = debugfs_create_dir(dev_name(&vdev->dev), vb_debugfs_root);
 	debugfs_create_file("status", 0444, vb->debugfs, vb, &vb_debugfs_fops);
 	return 0;
 
+err_pm_notifier:
+	vb_pm_notifier_unregister(vb);
 err_del_vqs:
 	vb_del_vqs(vb);
 err_free_pfns:
@@ -931,25 +1481,44 @@ static void vb_remove(struct virtio_device *vdev)
 
 	debugfs_remove_recursive(vb->debugfs);
 	vb_stop_users(vb);
+	vb_pm_notifier_unregister(vb);
 	mutex_lock(&vb->lock);
-	/* A broken device has no queue to tell; its pages are ours anyway. */
-	vb_deflate_all_locked(vb, vb->state == VB_STATE_RUNNING);
-	if (vb->state == VB_STATE_RUNNING)
+	if (vb->state == VB_STATE_RUNNING) {
+		vb_deflate_all_locked(vb, true);
 		vb_del_vqs(vb);
+	} else {
+		/*
+		 * A frozen or broken device has no queue to tell; the pages
+		 * are ours anyway. A transport whose restore failed half-way
+		 * may have left status bits set, and the virtio core expects
+		 * remove to leave the device reset.
+		 */
+		vb_deflate_all_locked(vb, false);
+		virtio_reset_device(vdev);
+	}
 	mutex_unlock(&vb->lock);
 	kfree(vb->pfns);
 	kfree(vb);
 }
 
 #ifdef CONFIG_PM_SLEEP
+/*
+ * Freeze for a hibernation snapshot keeps the balloon (see the top). Freeze
+ * for the jump into an image (PMSG_QUIESCE, after PM_RESTORE_PREPARE) hands
+ * back whatever the PM notifier could not: the image reuses every frame.
+ */
 static int vb_freeze(struct virtio_device *vdev)
 {
 	struct vb_dev *vb = vdev->priv;
 
+	/* A restore that never reached vb_restore() still owes its drop. */
 	vb->pm_restoring = false;
 	vb_stop_users(vb);
 	mutex_lock(&vb->lock);
 	if (vb->state == VB_STATE_RUNNING) {
+		/* The users are stopped: nothing refills it meanwhile. */
+		if (vb->handing_back)
+			vb_deflate_all_locked(vb, true);
 		vb_del_vqs(vb);
 		vb_set_state(vb, VB_STATE_FROZEN);
 	}
@@ -959,30 +1528,22 @@ static int vb_freeze(struct virtio_device *vdev)
 	return 0;
 }
 
-/*
- * Return every ballooned page to the guest after a restore, telling the
- * device first only when it insists on it. Context: vb->lock held.
+/**
+ * vb_restore() - bring the device back after freeze
+ * @vdev: the device, reset and with features negotiated by the transport.
+ *
+ * Shared by thaw and restore; the PM core tells which (see the top). The
+ * balloon is not touched here: an owed drop is left to the balloon work,
+ * so this returns in the same short time whatever the balloon's size.
+ *
+ * Return: 0, or a negative errno with the device left broken.
  */
-static void vb_drop_balloon_locked(struct vb_dev *vb)
-{
-	unsigned int dropped = vb->num_bpages;
-	ktime_t start = ktime_get();
-
-	vb_deflate_all_locked(vb,
-			      vb_has(vb, VIRTIO_BALLOON_F_MUST_TELL_HOST));
-	vb->counters[VB_CNT_RESTORE_DROPPED] += dropped;
-	dev_info(&vb->vdev->dev,
-		 "restore: returned %u MiB of ballooned memory to the guest in %lld us\n",
-		 dropped / VB_BPAGES_PER_MB,
-		 ktime_us_delta(ktime_get(), start));
-}
-
-/* Shared by thaw and restore; the PM core tells which (see the top). */
 static int vb_restore(struct virtio_device *vdev)
 {
 	struct vb_dev *vb = vdev->priv;
 	bool restoring = vb->pm_restoring;
 	const char *what = restoring ? "restore" : "thaw";
+	ktime_t start = ktime_get();
 	const char *step;
 	unsigned int held;
 	int err;
@@ -1003,13 +1564,14 @@ static int vb_restore(struct virtio_device *vdev)
 	vb_write_poison(vb);
 	virtio_device_ready(vdev);
 	vb_set_state(vb, VB_STATE_RUNNING);
-	if (restoring) {
-		vb->counters[VB_CNT_RESTORED]++;
-		vb_drop_balloon_locked(vb);
-	} else {
-		vb->counters[VB_CNT_THAWED]++;
+	vb->counters[restoring ? VB_CNT_RESTORED : VB_CNT_THAWED]++;
+	if (vb->drop_owed) {
+		vb->drop_start = start;
+		vb->drop_bpages = 0;
 	}
+	/* Until the drop is done, the host is owed the count the guest holds. */
 	vb_write_actual(vb);
+	held = vb->drop_owed ? vb->num_bpages : 0;
 	mutex_unlock(&vb->lock);
 
 	err = vb_start_users(vb);
@@ -1019,6 +1581,11 @@ static int vb_restore(struct virtio_device *vdev)
 		step = "restart balloon users";
 		goto err_broken;
 	}
+	if (held)
+		dev_info(&vdev->dev,
+			 "%s: callback done in %lld us; dropping %u MiB in the background\n",
+			 what, ktime_us_delta(ktime_get(), start),
+			 held / VB_BPAGES_PER_MB);
 	return 0;
 
 err_broken:
@@ -1030,11 +1597,19 @@ err_broken:
 	return err;
 }
 
+/*
+ * PMSG_RESTORE: the balloon is dropped, told, whatever follows. The drop
+ * stays owed until the balloon work has done it, even if this restore
+ * fails in the transport before vb_restore() runs.
+ */
 static int vb_pm_restore_early(struct device *dev)
 {
 	struct vb_dev *vb = dev_to_virtio(dev)->priv;
 
+	mutex_lock(&vb->lock);
 	vb->pm_restoring = true;
+	vb->drop_owed = true;
+	mutex_unlock(&vb->lock);
 	return 0;
 }
 
@@ -1053,6 +1628,7 @@ static unsigned int vb_features[] = {
 	VIRTIO_BALLOON_F_STATS_VQ,
 	VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
 	VIRTIO_BALLOON_F_PAGE_POISON,
+	VIRTIO_BALLOON_F_FREE_PAGE_HINT,
 	VIRTIO_BALLOON_F_REPORTING,
 };
 

@@ -12,13 +12,28 @@
  * of the pages the host holds), returns the buffer on the used ring and
  * raises the queue's interrupt. A statistics buffer is held, as a host
  * does, until the test asks for statistics.
+ *
+ * The fake host is also a witness. It checks each deflated page when it
+ * is told about it: a page the guest already freed (refcount 0) was reused
+ * before the host knew. After every case, vbt_exit() checks that the host
+ * holds exactly the pages in the guest's balloon and that actual says so;
+ * a case that leaves the device broken says so with vbt_untold().
  */
 
 #include <kunit/test.h>
+#include <linux/delay.h>
+#include <linux/kthread.h>
 #include <linux/virtio_ring.h>
 #include <linux/xarray.h>
 
 #define VBT_QUEUE_SIZE	64
+#define VBT_ACTUAL_LOG	64
+
+/* One write of actual, with the inflate requests the host had seen. */
+struct vbt_actual_write {
+	u32 actual;
+	unsigned int inflates;
+};
 
 struct vbt_host {
 	struct virtio_device vdev;
@@ -36,6 +51,26 @@ struct vbt_host {
 	unsigned int max_batch;
 	unsigned int bad_deflates;	/* PFNs deflated that were not held */
 	unsigned int bad_inflates;	/* PFNs inflated twice */
+	unsigned int early_reuse;	/* deflated PFNs already freed */
+	bool new_vm;			/* a new host: never saw the balloon */
+	unsigned int unknown_deflates;	/* deflates a new host never held */
+	bool untold;			/* the case leaves pages untold */
+
+	struct task_struct *caller;	/* deflates here are counted... */
+	unsigned int caller_deflates;	/* ...here */
+
+	int stall_deflate;		/* hold this deflate request (1-based) */
+	int stalled_head;		/* the held deflate buffer, or -1 */
+
+	struct vbt_actual_write actual_log[VBT_ACTUAL_LOG];
+	unsigned int nr_actual_writes;
+
+	u32 hint_cmds[8];		/* command ids sent, in order */
+	unsigned int nr_hint_cmds;
+	unsigned int hint_blocks;	/* free page blocks hinted */
+	unsigned int hint_stop_after;	/* write STOP after so many blocks */
+	bool hint_keep;			/* never return hinted blocks */
+	unsigned int hint_bad;		/* hinted blocks the guest had freed */
 
 	int stats_head;			/* held statistics buffer, or -1 */
 	struct virtio_balloon_stat stats[VB_NR_STATS];
@@ -73,9 +108,17 @@ static void vbt_take_pfns(struct vbt_host *h, int role, const __virtio32 *p,
 		if (role == VB_VQ_INFLATE) {
 			if (xa_insert(&h->held, pfn, xa_mk_value(1), GFP_ATOMIC))
 				h->bad_inflates++;
-		} else if (!xa_erase(&h->held, pfn)) {
-			h->bad_deflates++;
+			continue;
 		}
+		/* The guest must still own the page it gives back. */
+		if (!page_ref_count(pfn_to_page(pfn / VB_BPAGES_PER_PAGE)))
+			h->early_reuse++;
+		if (xa_erase(&h->held, pfn))
+			continue;
+		if (h->new_vm)
+			h->unknown_deflates++;
+		else
+			h->bad_deflates++;
 	}
 }
 
@@ -96,8 +139,28 @@ static bool vbt_notify(struct virtqueue *vq)
 		u32 len = virtio32_to_cpu(vq->vdev, d->len);
 
 		h->requests[role]++;
+		if (role == VB_VQ_DEFLATE && current == h->caller)
+			h->caller_deflates++;
 		if (role == VB_VQ_INFLATE || role == VB_VQ_DEFLATE) {
 			vbt_take_pfns(h, role, buf, len / sizeof(__virtio32));
+			if (role == VB_VQ_DEFLATE &&
+			    h->requests[role] == h->stall_deflate) {
+				h->stalled_head = head;
+				continue;
+			}
+		} else if (role == VB_VQ_FREE_PAGE) {
+			if (virtio16_to_cpu(vq->vdev, d->flags) & VRING_DESC_F_WRITE) {
+				if (!page_ref_count(virt_to_page(buf)))
+					h->hint_bad++;
+				if (++h->hint_blocks == h->hint_stop_after)
+					h->config.free_page_hint_cmd_id =
+						cpu_to_le32(VIRTIO_BALLOON_CMD_ID_STOP);
+				if (h->hint_keep)
+					continue;
+			} else if (h->nr_hint_cmds < ARRAY_SIZE(h->hint_cmds)) {
+				h->hint_cmds[h->nr_hint_cmds++] =
+					virtio32_to_cpu(vq->vdev, *(__virtio32 *)buf);
+			}
 		} else if (role == VB_VQ_STATS) {
 			h->nr_stats = min_t(u32, len / sizeof(h->stats[0]),
 					    VB_NR_STATS);
@@ -120,7 +183,17 @@ static void vbt_get(struct virtio_device *vdev, unsigned int offset,
 static void vbt_set(struct virtio_device *vdev, unsigned int offset,
 		    const void *buf, unsigned int len)
 {
-	memcpy((u8 *)&vbt_host(vdev)->config + offset, buf, len);
+	struct vbt_host *h = vbt_host(vdev);
+
+	memcpy((u8 *)&h->config + offset, buf, len);
+	if (offset == offsetof(struct virtio_balloon_config, actual) &&
+	    h->nr_actual_writes < VBT_ACTUAL_LOG) {
+		h->actual_log[h->nr_actual_writes].actual =
+			le32_to_cpu(h->config.actual);
+		h->actual_log[h->nr_actual_writes].inflates =
+			h->requests[VB_VQ_INFLATE];
+		h->nr_actual_writes++;
+	}
 }
 
 static u8 vbt_get_status(struct virtio_device *vdev)
@@ -145,6 +218,7 @@ static void vbt_del_vqs(struct virtio_device *vdev)
 	list_for_each_entry_safe(vq, n, &vdev->vqs, list)
 		vring_del_virtqueue(vq);
 	vbt_host(vdev)->del_vqs_calls++;
+	vbt_host(vdev)->stats_head = -1;
 }
 
 static int vbt_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
@@ -225,6 +299,7 @@ static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
 	KUNIT_ASSERT_NOT_NULL(test, h);
 	xa_init(&h->held);
 	h->stats_head = -1;
+	h->stalled_head = -1;
 	h->vdev.config = &vbt_config_ops;
 	h->vdev.features = BIT_ULL(VIRTIO_F_VERSION_1) | features;
 	h->vdev.dev.driver = &vb_driver.driver;
@@ -284,14 +359,65 @@ static unsigned long vbt_ballooned_pages_offline(struct vb_dev *vb)
 	return n;
 }
 
+/* The case leaves a broken device: its pages cannot be told to the host. */
+static void vbt_untold(struct vbt_host *h)
+{
+	h->untold = true;
+}
+
+/*
+ * The witness: the host holds exactly the guest's balloon, actual says how
+ * many bpages that is, and nothing was given back before the host knew.
+ */
+static void vbt_witness(struct kunit *test, struct vbt_host *h)
+{
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long guest = 0, missing = 0;
+	struct page *page;
+	unsigned int i;
+
+	KUNIT_EXPECT_EQ_MSG(test, h->early_reuse, 0,
+			    "pages reused before the host was told");
+	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
+	KUNIT_EXPECT_EQ(test, h->bad_inflates, 0);
+	if (!vb || vb->state != VB_STATE_RUNNING)
+		return;
+	mutex_lock(&vb->lock);
+	list_for_each_entry(page, &vb->b_dev_info.pages, lru) {
+		unsigned long pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
+
+		for (i = 0; i < VB_BPAGES_PER_PAGE; i++) {
+			guest++;
+			missing += !xa_load(&h->held, pfn + i);
+		}
+	}
+	KUNIT_EXPECT_EQ(test, vb->b_dev_info.isolated_pages, 0UL);
+	KUNIT_EXPECT_EQ(test, guest, (unsigned long)vb->num_bpages);
+	KUNIT_EXPECT_EQ_MSG(test, missing, 0UL,
+			    "ballooned pages the host does not hold");
+	KUNIT_EXPECT_EQ_MSG(test, vbt_held(h), guest,
+			    "the host holds pages the guest does not");
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), vb->num_bpages);
+	mutex_unlock(&vb->lock);
+}
+
 static void vbt_exit(struct kunit *test)
 {
 	struct vbt_host *h = test->priv;
 
 	if (!h)
 		return;
+	if (h->vdev.priv && vbt_vb(h)->state == VB_STATE_RUNNING)
+		vbt_settle(h);
+	vbt_witness(test, h);
 	if (h->vdev.priv)
 		vb_remove(&h->vdev);
+	/* remove told the host about everything, unless it could not. */
+	if (!h->untold)
+		KUNIT_EXPECT_EQ(test, vbt_held(h), 0UL);
+	KUNIT_EXPECT_EQ(test, h->early_reuse, 0);
+	KUNIT_EXPECT_EQ_MSG(test, h->status, 0,
+			    "remove left the device not reset");
 	xa_destroy(&h->held);
 	put_device(&h->vdev.dev);
 }
@@ -427,6 +553,7 @@ static void vb_test_stats_encoding(struct kunit *test)
 
 	/* The first buffer arrives with the driver. */
 	KUNIT_ASSERT_EQ(test, h->requests[VB_VQ_STATS], 1);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_STATS_SENT], 0);
 	KUNIT_ASSERT_EQ(test, h->nr_stats, VB_NR_STATS);
 	for (i = 0; i < VB_NR_STATS; i++)
 		KUNIT_EXPECT_EQ(test, le16_to_cpu((__force __le16)h->stats[i].tag),
@@ -442,6 +569,93 @@ static void vb_test_stats_encoding(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_STATS], 2);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_STATS_SENT], 1);
 	KUNIT_EXPECT_GE(test, h->stats_head, 0);
+	/* Handled: the wakeup event is over. */
+	KUNIT_EXPECT_EQ(test, vb->wake_bits, 0);
+}
+
+/* The last four tags count pages scanned and reclaimed, but in bytes. */
+static void vb_test_stats_reclaim_in_bytes(struct kunit *test)
+{
+	static const enum vm_event_item ev[] = {
+		PGSCAN_KSWAPD, PGSCAN_DIRECT, PGSTEAL_KSWAPD, PGSTEAL_DIRECT,
+	};
+	struct vbt_host *h = vbt_probe(test, BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long before[ARRAY_SIZE(ev)], after[ARRAY_SIZE(ev)];
+	unsigned int i;
+	u64 val;
+
+	/* Make every count non-zero, so pages and bytes differ. */
+	for (i = 0; i < ARRAY_SIZE(ev); i++)
+		count_vm_events(ev[i], 3);
+	all_vm_events(vb->vm_events);
+	for (i = 0; i < ARRAY_SIZE(ev); i++)
+		before[i] = vb->vm_events[ev[i]];
+	vb_stats_fill(vb);
+	all_vm_events(vb->vm_events);
+	for (i = 0; i < ARRAY_SIZE(ev); i++)
+		after[i] = vb->vm_events[ev[i]];
+
+	for (i = 0; i < ARRAY_SIZE(ev); i++) {
+		KUNIT_EXPECT_EQ(test, virtio16_to_cpu(&h->vdev, vb->stats[12 + i].tag),
+				VIRTIO_BALLOON_S_ASYNC_SCAN + i);
+		val = virtio64_to_cpu(&h->vdev, vb->stats[12 + i].val);
+		KUNIT_EXPECT_EQ(test, val % PAGE_SIZE, 0);
+		KUNIT_EXPECT_GE(test, val, (u64)before[i] << PAGE_SHIFT);
+		KUNIT_EXPECT_LE(test, val, (u64)after[i] << PAGE_SHIFT);
+	}
+}
+
+/* poison_val is the 32-bit word free pages are filled with. */
+static void vb_test_poison_value(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON));
+
+	KUNIT_EXPECT_EQ(test, le32_to_cpu(h->config.poison_val),
+			want_init_on_free() ? 0 : 0xaaaaaaaa);
+}
+
+/* validate: the features this guest can use, whatever the device offers. */
+static void vb_test_validate(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct virtio_device *vdev = &h->vdev;
+	u64 saved = vdev->features;
+	bool patterned = want_init_on_free() || page_poisoning_enabled_static();
+
+	vdev->features = BIT_ULL(VIRTIO_F_ACCESS_PLATFORM) |
+			 BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON) |
+			 BIT_ULL(VIRTIO_BALLOON_F_REPORTING);
+	KUNIT_EXPECT_EQ(test, vb_validate(vdev), 0);
+	KUNIT_EXPECT_FALSE(test, virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM));
+	KUNIT_EXPECT_EQ(test,
+			virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON),
+			patterned);
+	KUNIT_EXPECT_TRUE(test, virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING));
+
+	vdev->features = BIT_ULL(VIRTIO_BALLOON_F_REPORTING);
+	KUNIT_EXPECT_EQ(test, vb_validate(vdev), 0);
+	KUNIT_EXPECT_EQ(test,
+			virtio_has_feature(vdev, VIRTIO_BALLOON_F_REPORTING),
+			!patterned);
+	vdev->features = saved;
+}
+
+/* A new target is a wakeup event until the balloon has reached it. */
+static void vb_test_target_wakeup_event(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+
+	KUNIT_EXPECT_TRUE(test, device_can_wakeup(&h->vdev.dev));
+	h->config.num_pages = cpu_to_le32(10 * VB_BPAGES_PER_PAGE);
+	vb_config_changed(&h->vdev);
+	KUNIT_EXPECT_TRUE(test, READ_ONCE(vb->wake_bits) & VB_WAKE_TARGET ||
+			  vb->num_bpages == 10 * VB_BPAGES_PER_PAGE);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 10 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->wake_bits, 0);
 }
 
 static void vb_test_oom_deflates(struct kunit *test)
@@ -477,6 +691,83 @@ static void vb_test_remove_returns_everything(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
 }
 
+/* Offering hinting keeps the reporting queue where such a device has it. */
+static void vb_test_hint_queue_order(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ) |
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT) |
+				       BIT_ULL(VIRTIO_BALLOON_F_REPORTING));
+
+	KUNIT_EXPECT_EQ(test, h->role[2], VB_VQ_STATS);
+	KUNIT_EXPECT_EQ(test, h->role[3], VB_VQ_FREE_PAGE);
+	KUNIT_EXPECT_EQ(test, h->role[4], VB_VQ_REPORTING);
+}
+
+/*
+ * A hint run: the command id, free blocks until the host says STOP, the
+ * STOP id to close the run, and every block back in the allocator after.
+ * The same id does not start a second run; DONE ends the hinting.
+ */
+static void vb_test_hint_run(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	h->hint_stop_after = 8;
+	h->config.free_page_hint_cmd_id = cpu_to_le32(7);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
+	KUNIT_EXPECT_EQ(test, h->hint_cmds[0], 7);
+	KUNIT_EXPECT_EQ(test, h->hint_cmds[1], VIRTIO_BALLOON_CMD_ID_STOP);
+	KUNIT_EXPECT_EQ(test, h->hint_blocks, 8);
+	KUNIT_EXPECT_EQ(test, h->hint_bad, 0);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINT_RUNS], 1);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINTED],
+			8UL << VB_HINT_ORDER);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+
+	h->config.free_page_hint_cmd_id = cpu_to_le32(7);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINT_RUNS], 1);
+
+	h->config.free_page_hint_cmd_id =
+		cpu_to_le32(VIRTIO_BALLOON_CMD_ID_DONE);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINT_RUNS], 1);
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
+}
+
+/* The OOM notifier takes held hint blocks back first. */
+static void vb_test_hint_oom_returns_held(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long freed = 0;
+	struct page *page;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
+		KUNIT_ASSERT_NOT_NULL(test, page);
+		spin_lock_irq(&vb->hint_lock);
+		vb->hint_blocks++;
+		spin_unlock_irq(&vb->hint_lock);
+		vb_hint_reclaim(vb, page, true);
+	}
+	vb_oom_notify(&vb->oom_nb, 0, &freed);
+	KUNIT_EXPECT_EQ(test, freed, 2UL << VB_HINT_ORDER);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
+	KUNIT_EXPECT_EQ(test, vb->hint_nr_held, 0);
+}
+
 #ifdef CONFIG_PM_SLEEP
 /* Inflate @pages, freeze, and check that freeze left the balloon alone. */
 static struct vbt_host *vbt_inflate_freeze(struct kunit *test, u64 features,
@@ -500,6 +791,40 @@ static struct vbt_host *vbt_inflate_freeze(struct kunit *test, u64 features,
 	vb_config_changed(&h->vdev);
 	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->balloon_work));
 	return h;
+}
+
+/*
+ * Blocks the device has not returned stay out of the allocator, and a
+ * freeze takes them all back once the device is reset.
+ */
+static void vb_test_hint_freeze_reclaims(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	h->hint_keep = true;
+	h->hint_stop_after = 4;
+	h->config.free_page_hint_cmd_id = cpu_to_le32(9);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, h->hint_blocks, 4);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 4);
+
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+
+	/* After thaw, a new id starts a new run. */
+	h->hint_keep = false;
+	h->hint_blocks = 0;
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	h->config.free_page_hint_cmd_id = cpu_to_le32(10);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINT_RUNS], 2);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
 }
 
 /* A new VM: its host holds nothing and wants @target. */
@@ -531,15 +856,50 @@ static void vb_test_freeze_thaw_keeps_balloon(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 600);
 }
 
+/*
+ * The PM core's restore_early() then the transport's restore: @new_vm says
+ * whether a new VM with target @target resumes the image, or the same host
+ * comes back (a failed or tested hibernation) with its target set to
+ * @target. The restore callback itself must not deflate.
+ */
+static int vbt_restore(struct vbt_host *h, bool new_vm, u32 target)
+{
+	int err;
+
+	if (new_vm)
+		vbt_new_host(h, target);
+	else
+		h->config.num_pages = cpu_to_le32(target);
+	vb_pm_restore_early(&h->vdev.dev);
+	h->caller = current;
+	err = vb_restore(&h->vdev);
+	h->caller = NULL;
+	return err;
+}
+
+/* Run the balloon work until the drop owed since a restore is done. */
+static void vbt_finish_drop(struct kunit *test, struct vbt_host *h)
+{
+	struct vb_dev *vb = vbt_vb(h);
+	int i;
+
+	for (i = 0; i < 10000 && READ_ONCE(vb->drop_owed); i++)
+		flush_delayed_work(&vb->balloon_work);
+	/* A worker may still be finishing the run that ended the drop. */
+	flush_delayed_work(&vb->balloon_work);
+	KUNIT_ASSERT_FALSE(test, READ_ONCE(vb->drop_owed));
+}
+
 static void vb_test_restore_drops_balloon(struct kunit *test)
 {
 	struct vbt_host *h = vbt_inflate_freeze(test, 0, 1000);
 	struct vb_dev *vb = vbt_vb(h);
 	unsigned long total = totalram_pages();
 
-	vbt_new_host(h, 0);
-	KUNIT_ASSERT_EQ(test, vb_pm_restore_early(&h->vdev.dev), 0);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 0), 0);
+	/* The callback left the drop to the balloon work. */
+	KUNIT_EXPECT_EQ(test, h->caller_deflates, 0);
+	vbt_finish_drop(test, h);
 
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORED], 1);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORE_DROPPED],
@@ -548,13 +908,15 @@ static void vb_test_restore_drops_balloon(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, list_empty(&vb->b_dev_info.pages));
 	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 1000);
-	/* Without MUST_TELL_HOST, the new host is not bothered. */
-	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 0);
+	/* Told, even without MUST_TELL_HOST: the host may be the old one. */
+	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, h->unknown_deflates, 1000 * VB_BPAGES_PER_PAGE);
 
 	/* The next freeze is a thaw again unless the PM core says otherwise. */
 	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
 	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_THAWED], 1);
+	KUNIT_EXPECT_FALSE(test, vb->drop_owed);
 }
 
 static void vb_test_restore_follows_new_target(struct kunit *test)
@@ -562,14 +924,49 @@ static void vb_test_restore_follows_new_target(struct kunit *test)
 	struct vbt_host *h = vbt_inflate_freeze(test, 0, 1000);
 	struct vb_dev *vb = vbt_vb(h);
 
-	vbt_new_host(h, 300 * VB_BPAGES_PER_PAGE);
-	KUNIT_ASSERT_EQ(test, vb_pm_restore_early(&h->vdev.dev), 0);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 300 * VB_BPAGES_PER_PAGE), 0);
 	vbt_settle(h);
 
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 300 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, vbt_actual(h), 300 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, vbt_held(h), 300 * VB_BPAGES_PER_PAGE);
+}
+
+/*
+ * Issue 10, defect 2 (and issue 17): PMSG_RESTORE with the same host, which
+ * still holds the balloon, and a changed target. Every page goes back
+ * through the deflate queue, and actual reaches 0 before anything is
+ * inflated again.
+ */
+static void vb_test_restore_same_host_tells(struct kunit *test)
+{
+	struct vbt_host *h = vbt_inflate_freeze(test, 0, 1000);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned int inflates = h->requests[VB_VQ_INFLATE];
+	unsigned int i = h->nr_actual_writes;
+	unsigned long total = totalram_pages();
+	bool zero_first = false;
+
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, false, 600 * VB_BPAGES_PER_PAGE),
+			0);
+	KUNIT_EXPECT_EQ(test, h->caller_deflates, 0);
+	vbt_finish_drop(test, h);
+	vbt_settle(h);
+
+	for (; i < h->nr_actual_writes; i++) {
+		if (h->actual_log[i].inflates != inflates)
+			break;
+		if (!h->actual_log[i].actual)
+			zero_first = true;
+	}
+	KUNIT_EXPECT_TRUE_MSG(test, zero_first,
+			      "actual never reached 0 before re-inflating");
+	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 600 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 600 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 400);
 }
 
 static void vb_test_restore_tells_host_first(struct kunit *test)
@@ -580,15 +977,223 @@ static void vb_test_restore_tells_host_first(struct kunit *test)
 	h = vbt_inflate_freeze(test, BIT_ULL(VIRTIO_BALLOON_F_MUST_TELL_HOST),
 			       1000);
 	vb = vbt_vb(h);
-	h->config.num_pages = 0;
-	KUNIT_ASSERT_EQ(test, vb_pm_restore_early(&h->vdev.dev), 0);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, false, 0), 0);
+	vbt_finish_drop(test, h);
 
-	/* Every page went back through the deflate queue before restore returned. */
 	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 1000 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
+	KUNIT_EXPECT_EQ(test, h->early_reuse, 0);
 	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+}
+
+/*
+ * Issue 10, defect 3: the transport's restore fails before vb_restore()
+ * runs. The next hibernation's thaw still owes the new host the drop.
+ */
+static void vb_test_restore_owed_across_failed_transport(struct kunit *test)
+{
+	struct vbt_host *h = vbt_inflate_freeze(test, 0, 1000);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	vbt_new_host(h, 0);
+	vb_pm_restore_early(&h->vdev.dev);
+	/* The transport gave up; the device stays frozen. Next S4: */
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);	/* a thaw */
+	vbt_finish_drop(test, h);
+
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_THAWED], 1);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
+	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 1000);
+}
+
+struct vbt_freezer {
+	struct vbt_host *h;
+	int err;
+	struct completion done;
+};
+
+static int vbt_freeze_thread(void *data)
+{
+	struct vbt_freezer *f = data;
+
+	f->err = vb_freeze(&f->h->vdev);
+	complete(&f->done);
+	return 0;
+}
+
+static bool vbt_deflate_stalled(struct vbt_host *h)
+{
+	return READ_ONCE(h->stalled_head) >= 0;
+}
+
+static bool vbt_users_stopped(struct vbt_host *h)
+{
+	return READ_ONCE(vbt_vb(h)->stopped);
+}
+
+/* Wait up to a few seconds for @cond(@h). */
+static bool vbt_wait_for(struct vbt_host *h, bool (*cond)(struct vbt_host *))
+{
+	int i;
+
+	for (i = 0; i < 5000 && !cond(h); i++)
+		usleep_range(500, 1000);
+	return cond(h);
+}
+
+/*
+ * Issue 14: a freeze while the restore drop is half done. The host holds
+ * its second deflate until the freeze has stopped the balloon work; the
+ * freeze then completes with two batches dropped and the rest owed, the
+ * counts exact, and the next thaw finishes the drop.
+ */
+static void vb_test_freeze_during_drop(struct kunit *test)
+{
+	unsigned int pages = 4 * VB_BATCH_PFNS / VB_BPAGES_PER_PAGE;
+	struct vbt_host *h = vbt_inflate_freeze(test, 0, pages);
+	struct vb_dev *vb = vbt_vb(h);
+	struct virtqueue *vq;
+	struct vbt_freezer f = { .h = h };
+	struct task_struct *t;
+
+	init_completion(&f.done);
+	h->stall_deflate = 2;
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, false, 0), 0);
+	KUNIT_ASSERT_TRUE(test, vbt_wait_for(h, vbt_deflate_stalled));
+
+	t = kthread_run(vbt_freeze_thread, &f, "vbt-freeze");
+	KUNIT_ASSERT_FALSE(test, IS_ERR(t));
+	KUNIT_ASSERT_TRUE(test, vbt_wait_for(h, vbt_users_stopped));
+	/* Answer the held deflate: the work finishes its batch and stops. */
+	vq = vb->vqs[VB_VQ_DEFLATE];
+	vbt_push_used(vq, h->stalled_head, 0);
+	vring_interrupt(0, vq);
+	KUNIT_ASSERT_TRUE(test, wait_for_completion_timeout(&f.done, 10 * HZ));
+	KUNIT_ASSERT_EQ(test, f.err, 0);
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_FROZEN);
+	KUNIT_EXPECT_TRUE(test, vb->drop_owed);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 2);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 2 * VB_BATCH_PFNS);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 2 * VB_BATCH_PFNS);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 2 * VB_BATCH_PFNS);
+
+	h->stall_deflate = 0;
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);	/* a thaw */
+	vbt_finish_drop(test, h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 4 * VB_BATCH_PFNS);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORE_DROPPED],
+			4 * VB_BATCH_PFNS);
+}
+
+#ifdef CONFIG_BALLOON_COMPACTION
+/* Issue 10, defect 5: compaction leaves a balloon being dropped alone. */
+static void vb_test_no_migration_during_drop(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	struct balloon_dev_info *b = &vb->b_dev_info;
+	struct page *page, *newpage;
+	unsigned long flags;
+
+	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
+	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+	KUNIT_ASSERT_NOT_NULL(test, newpage);
+
+	mutex_lock(&vb->lock);
+	vb->drop_owed = true;
+	vb->drop_start = ktime_get();
+	mutex_unlock(&vb->lock);
+
+	spin_lock_irqsave(&b->pages_lock, flags);
+	page = list_first_entry(&b->pages, struct page, lru);
+	get_page(page);
+	list_del(&page->lru);
+	b->isolated_pages++;
+	spin_unlock_irqrestore(&b->pages_lock, flags);
+
+	lock_page(page);
+	lock_page(newpage);
+	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
+			-EAGAIN);
+	unlock_page(newpage);
+	unlock_page(page);
+	put_page(newpage);
+
+	/* Compaction puts the page back, as balloon_page_putback() does. */
+	spin_lock_irqsave(&b->pages_lock, flags);
+	list_add(&page->lru, &b->pages);
+	b->isolated_pages--;
+	spin_unlock_irqrestore(&b->pages_lock, flags);
+	put_page(page);
+
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
+	h->config.num_pages = 0;
+	vb_queue_balloon_work(vb, 0);
+	vbt_finish_drop(test, h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
+}
+#endif
+
+/*
+ * Issue 10, defect 1: the kernel that loads a hibernation image. After
+ * PM_RESTORE_PREPARE it hands its balloon back to the host, told, and
+ * takes nothing more; the PMSG_QUIESCE freeze leaves nothing ballooned.
+ * If no image is restored after all, PM_POST_RESTORE brings the target
+ * back.
+ */
+static void vb_test_image_loader_hands_back(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	vb_pm_notify(&vb->pm_nb, PM_RESTORE_PREPARE, NULL);
+
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+
+	/* The host's target does not bring the balloon back meanwhile. */
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);	/* PMSG_QUIESCE */
+	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
+
+	/* The image could not be restored: PMSG_RECOVER, then the notifier. */
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	vb_pm_notify(&vb->pm_nb, PM_POST_RESTORE, NULL);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 1000 * VB_BPAGES_PER_PAGE);
+}
+
+/* A quiesce freeze hands back what was inflated after the notifier ran. */
+static void vb_test_quiesce_hands_back_late_pages(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+
+	vbt_set_target(h, 500 * VB_BPAGES_PER_PAGE);
+	mutex_lock(&vb->lock);
+	vb->handing_back = true;	/* the notifier, racing an inflate */
+	mutex_unlock(&vb->lock);
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
 }
 
 static void vb_test_restore_failure_is_defined(struct kunit *test)
@@ -597,9 +1202,12 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 	struct vb_dev *vb = vbt_vb(h);
 	unsigned long total = totalram_pages();
 
+	vbt_untold(h);
 	h->fail_find_vqs = true;
-	KUNIT_ASSERT_EQ(test, vb_pm_restore_early(&h->vdev.dev), 0);
-	KUNIT_EXPECT_EQ(test, vb_restore(&h->vdev), -ENOMEM);
+	/* The transport's restore negotiated features before calling us. */
+	h->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		    VIRTIO_CONFIG_S_FEATURES_OK;
+	KUNIT_EXPECT_EQ(test, vbt_restore(h, true, 0), -ENOMEM);
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
@@ -610,10 +1218,120 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb_restore(&h->vdev), -EINVAL);
 
-	/* remove gives the held pages back without a queue to tell. */
+	/* remove gives the held pages back and leaves the device reset. */
 	vb_remove(&h->vdev);
 	h->vdev.priv = NULL;
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 1000);
+	KUNIT_EXPECT_EQ(test, h->status, 0);
+}
+
+/* Issue 10, defect 5: removing a frozen device leaves it reset. */
+static void vb_test_remove_frozen(struct kunit *test)
+{
+	struct vbt_host *h = vbt_inflate_freeze(test, 0, 100);
+	unsigned long total = totalram_pages();
+
+	vbt_untold(h);
+	h->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	vb_remove(&h->vdev);
+	h->vdev.priv = NULL;
+	KUNIT_EXPECT_EQ(test, h->status, 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 100);
+}
+
+/* Feature sets for the PM cycle: each feature on and off at least once. */
+static const u64 vbt_pm_features[] = {
+	0,
+	BIT_ULL(VIRTIO_BALLOON_F_MUST_TELL_HOST) |
+		BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ) |
+		BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+		BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON) |
+		BIT_ULL(VIRTIO_BALLOON_F_REPORTING),
+	BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+		BIT_ULL(VIRTIO_BALLOON_F_MUST_TELL_HOST),
+	BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ) |
+		BIT_ULL(VIRTIO_BALLOON_F_REPORTING),
+	BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM) |
+		BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON),
+};
+
+static void vbt_pm_features_desc(const u64 *f, char *desc)
+{
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE,
+		 "mth=%d stats=%d oom=%d poison=%d reporting=%d",
+		 !!(*f & BIT_ULL(VIRTIO_BALLOON_F_MUST_TELL_HOST)),
+		 !!(*f & BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ)),
+		 !!(*f & BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)),
+		 !!(*f & BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON)),
+		 !!(*f & BIT_ULL(VIRTIO_BALLOON_F_REPORTING)));
+}
+
+KUNIT_ARRAY_PARAM(vbt_pm_features, vbt_pm_features, vbt_pm_features_desc);
+
+/* After thaw or restore, every user the features ask for is back. */
+static void vbt_expect_users(struct kunit *test, struct vbt_host *h,
+			     u64 features, unsigned int stats_posts)
+{
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long freed = 0;
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_RUNNING);
+	KUNIT_EXPECT_EQ(test, vb->reporting,
+			!!(features & BIT_ULL(VIRTIO_BALLOON_F_REPORTING)));
+	if (features & BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ)) {
+		KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_STATS], stats_posts);
+		KUNIT_EXPECT_GE(test, h->stats_head, 0);
+		KUNIT_EXPECT_EQ(test, h->nr_stats, VB_NR_STATS);
+	} else {
+		KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_STATS], 0);
+	}
+	if (features & BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON))
+		KUNIT_EXPECT_EQ(test, le32_to_cpu(h->config.poison_val),
+				want_init_on_free() ? 0 : 0xaaaaaaaa);
+	else
+		KUNIT_EXPECT_EQ(test, le32_to_cpu(h->config.poison_val), 0);
+	if (features & BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
+		unsigned int held = vb->num_bpages / VB_BPAGES_PER_PAGE;
+
+		vb_oom_notify(&vb->oom_nb, 0, &freed);
+		KUNIT_EXPECT_EQ(test, freed,
+				min_t(unsigned long, oom_pages, held));
+		KUNIT_EXPECT_EQ(test, vb->num_bpages,
+				(held - freed) * VB_BPAGES_PER_PAGE);
+		/* The host asks again and gets its balloon back. */
+		vbt_set_target(h, le32_to_cpu(h->config.num_pages));
+	}
+}
+
+/*
+ * Issue 17: freeze, thaw, freeze, restore with each feature combination.
+ * A notifier left registered by freeze makes the thaw fail; a statistics
+ * buffer not posted again leaves the host without one.
+ */
+static void vb_test_pm_cycle_features(struct kunit *test)
+{
+	const u64 *features = test->param_value;
+	struct vbt_host *h = vbt_inflate_freeze(test, *features, 600);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
+	vbt_expect_users(test, h, *features, 2);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
+
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, vb->reporting);
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 0), 0);
+	vbt_finish_drop(test, h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
+	vbt_set_target(h, 200 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 200 * VB_BPAGES_PER_PAGE);
+	vbt_expect_users(test, h, *features, 3);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 200 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 400);
 }
 #endif /* CONFIG_PM_SLEEP */
 
@@ -625,14 +1343,33 @@ static struct kunit_case vb_test_cases[] = {
 #endif
 	KUNIT_CASE(vb_test_target_clamped),
 	KUNIT_CASE(vb_test_stats_encoding),
+	KUNIT_CASE(vb_test_stats_reclaim_in_bytes),
+	KUNIT_CASE(vb_test_poison_value),
+	KUNIT_CASE(vb_test_validate),
+	KUNIT_CASE(vb_test_target_wakeup_event),
 	KUNIT_CASE(vb_test_oom_deflates),
 	KUNIT_CASE(vb_test_remove_returns_everything),
+	KUNIT_CASE(vb_test_hint_queue_order),
+	KUNIT_CASE(vb_test_hint_run),
+	KUNIT_CASE(vb_test_hint_oom_returns_held),
 #ifdef CONFIG_PM_SLEEP
 	KUNIT_CASE(vb_test_freeze_thaw_keeps_balloon),
 	KUNIT_CASE(vb_test_restore_drops_balloon),
 	KUNIT_CASE(vb_test_restore_follows_new_target),
+	KUNIT_CASE(vb_test_restore_same_host_tells),
 	KUNIT_CASE(vb_test_restore_tells_host_first),
+	KUNIT_CASE(vb_test_restore_owed_across_failed_transport),
+	KUNIT_CASE(vb_test_freeze_during_drop),
+	KUNIT_CASE(vb_test_hint_freeze_reclaims),
+#ifdef CONFIG_BALLOON_COMPACTION
+	KUNIT_CASE(vb_test_no_migration_during_drop),
+#endif
+	KUNIT_CASE(vb_test_image_loader_hands_back),
+	KUNIT_CASE(vb_test_quiesce_hands_back_late_pages),
 	KUNIT_CASE(vb_test_restore_failure_is_defined),
+	KUNIT_CASE(vb_test_remove_frozen),
+	KUNIT_CASE_PARAM(vb_test_pm_cycle_features,
+			 vbt_pm_features_gen_params),
 #endif
 	{}
 };

@@ -60,6 +60,18 @@ BUILD_OPTS = {
 SYS_ENV = dict(os.environ, PATH="/usr/bin:/bin:" + os.environ["PATH"])
 
 
+def kunit_timeout(bdir):
+    """Seconds the KUnit kernel may run: twice what its last clean run
+    took, plus 30 s of slack for a loaded machine; 150 s when unknown. A
+    wedged kernel then fails in about that time, not after 10 minutes."""
+    try:
+        with open(bdir + ".secs") as f:
+            last = float(f.read())
+    except (OSError, ValueError):
+        last = 60
+    return int(2 * last + 30)
+
+
 def run(cmd, cwd=None, env=None, timeout=3600):
     r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=timeout)
@@ -229,9 +241,17 @@ class KernelChecks:
             rc, out = run([sys.executable, "tools/testing/kunit/kunit.py",
                            "run", "--arch=x86_64", "--build_dir=" + bdir,
                            "--kunitconfig=" + kc, "--jobs=" + JOBS,
-                           "--timeout=600", "--json=" + jpath], cwd=tree,
+                           "--timeout=%d" % kunit_timeout(bdir),
+                           # An oops ends the VM at once (-no-reboot).
+                           "--kernel_args=oops=panic",
+                           "--kernel_args=panic=-1",
+                           "--json=" + jpath], cwd=tree,
                           timeout=5400)
             secs = time.monotonic() - t0
+            m = re.search(r"Elapsed time: .* ([\d.]+)s running", out)
+            if m and rc == 0:
+                with open(bdir + ".secs", "w") as f:
+                    f.write(m.group(1) + "\n")
             self.times["kunit %s %s" % (t, kc)] = secs
             with open(bdir + ".log", "w") as f:
                 f.write(out)
@@ -240,8 +260,14 @@ class KernelChecks:
                 with open(jpath) as f:
                     cases = list(_cases(json.load(f)))
             if not cases:
+                tail = ""
+                if os.path.exists(os.path.join(bdir, "test.log")):
+                    with open(os.path.join(bdir, "test.log"),
+                              errors="replace") as f:
+                        tail = "\n".join(f.read().splitlines()[-40:])
                 self.record("kunit %s %s" % (t, kc), False,
-                            "no test results (rc %d)\n%s" % (rc, out[-3000:]))
+                            "no test results (rc %d)\n%s\n--- console tail "
+                            "---\n%s" % (rc, out[-3000:], tail))
                 continue
             for name, status in cases:
                 self.record("kunit %s %s" % (t, name), status == "PASS",

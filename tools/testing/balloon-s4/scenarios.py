@@ -5,6 +5,7 @@ Each scenario takes a Ctx, boots its own guests, and raises Failure (or
 GuestError) on the first outcome that is not what the driver promises.
 """
 
+import os
 import re
 import time
 
@@ -44,6 +45,12 @@ class Ctx:
         self.guests.append(g)
         return g
 
+    def check_hosts(self):
+        """check_host() on every guest still running (after a scenario)."""
+        for g in self.guests:
+            if g.proc and g.proc.poll() is None and g.agent and g.host:
+                check_host(g, "%s at the end: " % os.path.basename(g.dir))
+
     def close(self):
         for g in self.guests:
             g.kill()
@@ -59,6 +66,34 @@ def check_logs(g):
         if m:
             line = t[t.rfind("\n", 0, m.start()) + 1:t.find("\n", m.end())]
             raise Failure("kernel log: %s" % line.strip())
+
+
+def check_host(g, what="", timeout=30):
+    """The host witness: QEMU's own count of ballooned pages (rebuilt from
+    the pages its queues received), the driver's count (debugfs) and QMP
+    query-balloon (the driver's `actual`) agree, and no page the host
+    still held was ever handed to it again.
+
+    The three are read one after another while the balloon may still be
+    moving, so they are retried until they agree or @timeout passes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        host = g.host.update()
+        check(not host.reinflated,
+              "%spages re-inflated while the host held them (guest used "
+              "them untold), first 0x%x: %s", what,
+              host.reinflated[0] if host.reinflated else 0, host.summary())
+        guest = int(g.debugfs()["balloon_pages"])
+        qmp = round(g.balloon_mb() * BPAGES_PER_MB)
+        host = g.host.update()
+        if len(host.held) == guest == qmp:
+            return host
+        if time.monotonic() > deadline:
+            raise Failure("%shost holds %d pages, guest %d, QMP %d: %s" %
+                          (what, len(host.held), guest, qmp, host.summary()))
+        g.watch()
+        time.sleep(0.5)
 
 
 def memtotal(g):
@@ -395,7 +430,339 @@ def s7_hv_s4_helper(ctx):
             check(g.resume() == 0, "%s: hibernation failed", label)
             check_data(g, digest)
         check_logs(g)
+        check_host(g, "%s: " % label)
         g.kill()
+
+
+def s8_boot_kernel_balloon(ctx):
+    """The kernel that loads the image runs the driver too, and the new
+    host set a target before boot: that kernel inflates, then must give
+    every page back to the host before the image overwrites them."""
+    g = ctx.guest("s8", append="bs4.early_balloon=1")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    g.hibernate()
+    check(g.resume(balloon_mb=256) == 0, "echo disk failed after resume")
+    m = re.search(r"bs4: boot kernel balloon (\w+) of (\w+) pages",
+                  g.console_text())
+    want = 256 * BPAGES_PER_MB
+    check(m and m.group(1) == m.group(2) == str(want),
+          "boot kernel did not inflate to %d pages first: %s", want,
+          m.group(0) if m else "no report")
+    check_data(g, digest)
+    g.wait_balloon(256)
+    assert_balloon(g, base, 256, "after resume: ")
+    host = check_host(g, "after resume: ")
+    # The boot kernel's pages came back on the deflate queue: nothing
+    # else could have told this host about them.
+    check(host.deflates >= want, "host saw %d deflates, the boot kernel "
+          "held %d pages", host.deflates, want)
+    _queues_still_work(g, base, "boot kernel balloon")
+
+
+def _wait_balloon_reset(g, timeout=120):
+    """Wait until the host sees the driver reset the balloon (its freeze)."""
+    deadline = time.monotonic() + timeout
+    n = g.host.update().resets
+    while g.host.update().resets == n:
+        if time.monotonic() > deadline:
+            g.fail("balloon never reset in %ds" % timeout)
+        g.watch()
+        time.sleep(0.005)
+
+
+def _press_power_button_at(g, pattern, timeout=300):
+    """When the console first shows @pattern, press the ACPI power button
+    with the guest paused, so the press lands right there however slowly
+    the harness reacts."""
+    pat = re.compile(pattern)
+    off = os.path.getsize(g.console)
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(g.console, "rb") as f:
+            f.seek(off)
+            if pat.search(f.read().decode(errors="replace")):
+                break
+        if time.monotonic() > deadline:
+            g.fail("no '%s' on the console in %ds" % (pattern, timeout))
+        g.watch()
+        time.sleep(0.002)
+    g.qmp.cmd("stop")
+    g.qmp.cmd("system_powerdown")
+    g.qmp.cmd("cont")
+
+
+def _wakeup_abort(ctx, name, pattern, path_check):
+    """Hibernate with the wakeup_count protocol armed and press the power
+    button when the console shows @pattern; the PM core must abort and
+    the balloon end at the unchanged target, page for page with the host.
+    """
+    g = ctx.guest(name)
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    g.sh("echo 1 > /sys/power/pm_print_times")
+    seq = g.start("read c < /sys/power/wakeup_count && "
+                  "echo $c > /sys/power/wakeup_count && "
+                  "echo disk > /sys/power/state")
+    _press_power_button_at(g, pattern)
+    rc, out = g.wait_for(seq, 300)
+    check(rc != 0, "hibernation was not aborted (rc 0)")
+    check(re.search(r"LNXPWRBN:00\s+\d+\s+[1-9]",
+                    g.sh("cat /sys/kernel/debug/wakeup_sources")),
+          "the power button registered no wakeup event")
+    text = g.console_text()
+    path_check(text[text.rfind("hibernation entry"):])
+    check_data(g, digest)
+    g.wait_balloon(HALF_MB)
+    assert_balloon(g, base, HALF_MB, "after the abort: ")
+    check_host(g, "after the abort: ")
+    _queues_still_work(g, base, "wakeup abort")
+    g.sh("echo 0 > /sys/power/pm_print_times")
+    check_logs(g)
+
+
+def s4_wakeup_in_snapshot(ctx):
+    """A real wakeup event (the ACPI power button, with
+    /sys/power/wakeup_count armed) while the devices freeze for the
+    snapshot, right after the balloon froze: the snapshot is aborted and
+    the devices resumed on the same host."""
+    def path(hib):
+        check("Image created" not in hib,
+              "the wakeup came after the snapshot, not during it")
+    _wakeup_abort(ctx, "s4-wakeup-snapshot",
+                  r"0000:00:02\.0: PM: pci_pm_freeze\+\S+ returned",
+                  path)
+
+
+def _suspend_to_ram(g, command):
+    """Run @command, which suspends to RAM; wake the guest by QMP."""
+    seq = g.start(command)
+    g.wait_status("suspended", 300)
+    g.qmp.cmd("system_wakeup")
+    rc, out = g.wait_for(seq, 120)
+    check(rc == 0, "'%s' failed (%d): %s", command, rc, out.strip()[-300:])
+
+
+def s9_suspend_to_ram(ctx):
+    """S3 and a wake by QMP system_wakeup: the host is the same, so the
+    balloon is kept (never deflated, never re-inflated), and the queues
+    work afterwards."""
+    g = ctx.guest("s9")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    check("deep" in g.sh("cat /sys/power/mem_sleep"),
+          "the guest offers no S3 (mem_sleep has no 'deep')")
+    set_and_wait(g, HALF_MB)
+    before = g.debugfs()
+    inflates = g.host.update().inflates
+    _suspend_to_ram(g, "echo deep > /sys/power/mem_sleep && "
+                    "echo mem > /sys/power/state")
+    check_data(g, digest)
+    assert_balloon(g, base, HALF_MB, "after S3: ")
+    dbg = g.debugfs()
+    host = check_host(g, "after S3: ")
+    check(dbg["deflated"] == before["deflated"] and
+          host.inflates == inflates,
+          "S3 moved the balloon: deflated %s -> %s, host inflates %d -> %d",
+          before["deflated"], dbg["deflated"], inflates, host.inflates)
+    _queues_still_work(g, base, "S3")
+
+
+def s9_hybrid_sleep_wake(ctx):
+    """Hybrid sleep (image written, then suspend to RAM), woken from RAM
+    by QMP: the same host, so the balloon stays at its target."""
+    g = ctx.guest("s9-hybrid-wake")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    _suspend_to_ram(g, "echo suspend > /sys/power/disk && "
+                    "echo disk > /sys/power/state")
+    check_data(g, digest)
+    g.wait_balloon(HALF_MB)
+    assert_balloon(g, base, HALF_MB, "after hybrid wake: ")
+    check_host(g, "after hybrid wake: ")
+    _queues_still_work(g, base, "hybrid wake")
+
+
+def s9_hybrid_sleep_power_loss(ctx):
+    """Hybrid sleep, then power loss while suspended: a fresh QEMU resumes
+    from the image. The new host never saw the balloon: it is dropped."""
+    g = ctx.guest("s9-hybrid-loss")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    set_and_wait(g, HALF_MB)
+    seq = g.start("echo suspend > /sys/power/disk && "
+                  "echo disk > /sys/power/state")
+    g.wait_status("suspended", 300)
+    g.kill()
+    g.pending = seq
+    check(g.resume() == 0, "echo disk failed after resume")
+    check_data(g, digest)
+    check(g.balloon_mb() == 0 and memtotal(g) == base,
+          "after resume: balloon %.1f MiB, MemTotal %d, was %d",
+          g.balloon_mb(), memtotal(g), base)
+    check(g.debugfs()["restored"] == "1", "restore not counted: %s",
+          g.debugfs())
+    check_host(g, "after power loss: ")
+    set_and_wait(g, 256)
+    assert_balloon(g, base, 256, "after power loss: ")
+    check_logs(g)
+
+
+def _dirty_and_free(g, mb):
+    """Fill @mb MiB of guest memory with data that is neither zero nor
+    compressible by migration, then free it again. One random MiB copied
+    over and over: /dev/urandom for all of it is slow under TCG."""
+    g.sh("dd if=/dev/urandom of=/tmp/rnd bs=1M count=1 2>/dev/null && "
+         "i=0; while [ $i -lt %d ]; do cat /tmp/rnd; i=$((i + 1)); "
+         "done > /tmp/fill && rm /tmp/fill /tmp/rnd && "
+         "echo 3 > /proc/sys/vm/drop_caches" % mb, timeout=180)
+
+
+def s10_free_page_reporting(ctx):
+    """free-page-hint=on,free-page-reporting=on: pages the guest frees
+    are reported on the right queue and QEMU really discards them (its
+    RSS falls); a freeze in the middle of a hint run is survived."""
+    g = ctx.guest("s10-reporting",
+                  balloon_opts="free-page-hint=on,free-page-reporting=on")
+    g.boot()
+    base = memtotal(g)
+    _dirty_and_free(g, 512)
+    full = g.qemu_rss()
+    deadline = time.monotonic() + 60
+    while g.qemu_rss() > full - 256 * MiB:
+        check(time.monotonic() < deadline,
+              "QEMU RSS %d MiB after freeing 512 MiB, was %d MiB",
+              g.qemu_rss() // MiB, full // MiB)
+        g.watch()
+        time.sleep(1)
+    low = g.qemu_rss()
+    check(int(g.debugfs()["reported"]) > 0, "driver counts no report")
+    ctx.metrics["s10 QEMU RSS after freeing 512 MiB (MiB)"] = full // MiB
+    ctx.metrics["s10 QEMU RSS after reporting (MiB)"] = low // MiB
+
+    # A hint run: a slow migration asks for hints while the guest goes
+    # through the balloon's freeze and restore (S3, woken by QMP; under a
+    # running migration TCG is far too slow for pm_test's 5 s busy wait).
+    set_and_wait(g, 128)
+    g.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 8 * MiB})
+    g.qmp.cmd("migrate", uri="exec:cat > /dev/null")
+    time.sleep(2)
+    _suspend_to_ram(g, "echo deep > /sys/power/mem_sleep && "
+                    "echo mem > /sys/power/state")
+    g.qmp.cmd("migrate_cancel")
+    deadline = time.monotonic() + 60
+    while g.qmp.cmd("query-migrate").get("status") not in (
+            "cancelled", "failed", "completed"):
+        check(time.monotonic() < deadline, "migration never stopped")
+        time.sleep(0.5)
+    if g.status() != "running":
+        g.qmp.cmd("cont")
+    assert_balloon(g, base, 128, "after a freeze in a hint run: ")
+    check_host(g, "after a freeze in a hint run: ")
+    _queues_still_work(g, base, "hint run")
+
+
+def _migration_size(ctx, name, opts):
+    g = ctx.guest(name, balloon_opts=opts)
+    g.boot()
+    _dirty_and_free(g, 512)
+    path = g.dir + "/migration.bin"
+    # Hints arrive while the first pass runs; at full speed that pass is
+    # over before a TCG guest has hinted much.
+    g.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 64 * MiB})
+    g.qmp.cmd("migrate", uri="exec:cat > %s" % path)
+    deadline = time.monotonic() + 300
+    while True:
+        st = g.qmp.cmd("query-migrate").get("status")
+        if st == "completed":
+            break
+        check(st not in ("failed", "cancelled"), "migration %s", st)
+        check(time.monotonic() < deadline, "migration took over 300s")
+        time.sleep(0.5)
+    size = os.path.getsize(path)
+    os.unlink(path)
+    g.kill()
+    return size
+
+
+def s10_free_page_hint_migration(ctx):
+    """With free page hinting, a migration skips the pages the guest
+    hinted as free: the stream to a file is clearly smaller than the same
+    guest's without hinting."""
+    without = _migration_size(ctx, "s10-nohint", "")
+    hinted = _migration_size(ctx, "s10-hint", "free-page-hint=on")
+    ctx.metrics["s10 migration without hinting (MiB)"] = round(
+        without / MiB, 1)
+    ctx.metrics["s10 migration with hinting (MiB)"] = round(hinted / MiB, 1)
+    check(hinted < without * 0.75, "migration %.1f MiB with hinting, "
+          "%.1f MiB without", hinted / MiB, without / MiB)
+
+
+def s11_features_across_pm(ctx):
+    """deflate-on-oom=on and free-page-reporting=on through a thaw
+    (pm_test=devices), a restore on the same host (pm_test=platform) and
+    a restore on a new host (a full S4 cycle): every feature still
+    negotiated, both counts agree with the host's, nothing warns."""
+    g = ctx.guest("s11", balloon_opts="deflate-on-oom=on,"
+                  "free-page-reporting=on")
+    g.boot()
+    base = memtotal(g)
+    digest = write_data(g, 32)
+    feats = "deflate_on_oom=1 reporting=1"
+    check(feats in g.debugfs()["features"], "features: %s",
+          g.debugfs()["features"])
+    for stage in ("devices", "platform"):
+        set_and_wait(g, HALF_MB)
+        g.sh("echo %s > /sys/power/pm_test && echo disk > /sys/power/state"
+             " && echo none > /sys/power/pm_test" % stage, timeout=180)
+        check_data(g, digest)
+        g.wait_balloon(HALF_MB)
+        assert_balloon(g, base, HALF_MB, "after pm_test=%s: " % stage)
+        check(feats in g.debugfs()["features"], "after %s: features %s",
+              stage, g.debugfs()["features"])
+        check_host(g, "after pm_test=%s: " % stage)
+        set_and_wait(g, 128)
+    hibernate_resume(ctx, g)
+    check_data(g, digest)
+    check(feats in g.debugfs()["features"], "after S4: features %s",
+          g.debugfs()["features"])
+    check_host(g, "after S4: ")
+    _queues_still_work(g, base, "S4 with deflate-on-oom and reporting")
+
+
+def s12_same_host_target_change(ctx):
+    """A restore on the same host whose target changed while the devices
+    were frozen (512 -> 0 MiB, during pm_test=platform's pause): the
+    restore must write `actual` back. Nothing re-inflates to a target of
+    0, so QMP shows whether it did."""
+    g = ctx.guest("s12")
+    g.boot()
+    base = memtotal(g)
+    set_and_wait(g, HALF_MB)
+    seq = g.start("echo platform > /sys/power/pm_test && "
+                  "echo disk > /sys/power/state; rc=$?; "
+                  "echo none > /sys/power/pm_test; exit $rc")
+    _wait_balloon_reset(g)
+    g.set_balloon(0)
+    rc, out = g.wait_for(seq, 180)
+    check(rc == 0, "pm_test=platform failed (%d): %s", rc, out[-300:])
+    time.sleep(2)
+    check(g.balloon_mb() == 0, "QMP balloon %.1f MiB after a restore to "
+          "target 0", g.balloon_mb())
+    check(g.debugfs()["balloon_pages"] == "0", "driver holds %s pages",
+          g.debugfs()["balloon_pages"])
+    check(memtotal(g) == base, "MemTotal %d after restore, was %d",
+          memtotal(g), base)
+    check_host(g, "after the restore: ")
+    _queues_still_work(g, base, "target change in restore")
 
 
 SCENARIOS = [
@@ -410,6 +777,15 @@ SCENARIOS = [
     s5_ten_cycles,
     s6_unload_inflated,
     s7_hv_s4_helper,
+    s8_boot_kernel_balloon,
+    s4_wakeup_in_snapshot,
+    s9_suspend_to_ram,
+    s9_hybrid_sleep_wake,
+    s9_hybrid_sleep_power_loss,
+    s10_free_page_reporting,
+    s10_free_page_hint_migration,
+    s11_features_across_pm,
+    s12_same_host_target_change,
 ]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",

@@ -19,12 +19,118 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 MiB = 1 << 20
 
-# Modules the guest needs; their dependencies come from modules.dep.
-GUEST_MODULES = ["virtio_pci", "virtio_blk"]
+# Modules the guest needs; their dependencies come from modules.dep. The
+# ACPI button driver makes QMP's power button a wakeup event.
+GUEST_MODULES = ["virtio_pci", "virtio_blk", "button"]
+
+# QEMU trace events the host witness reads (see HostBalloon).
+TRACE_EVENTS = ["virtio_queue_notify", "virtio_set_status",
+                "virtio_balloon_handle_output", "virtio_balloon_set_config"]
+
+# A guest that prints one of these is dead or wedged: fail at once.
+CRASH = re.compile(r"Kernel panic|Oops|BUG:|INFO: task \S+ blocked for more "
+                   r"than|watchdog: BUG")
+
+# Seconds a task may sit in D state before the guest reports it hung; the
+# longest legitimate wait in a scenario (an image write) is well below.
+HUNG_TASK_SECS = 30
 
 
 class GuestError(Exception):
     pass
+
+
+class HostBalloon:
+    """What one QEMU's balloon device received, read from its trace.
+
+    The trace names every page frame handed to the balloon's inflate or
+    deflate queue (virtio_balloon_handle_output) right after the kick that
+    delivered it (virtio_queue_notify, queue 0 inflates, 1 deflates); TCG
+    runs both on the vCPU under the big lock, so nothing comes in between.
+    From that the host's own view is rebuilt page by page: @held is the
+    set of guest-physical addresses the host has taken and not been given
+    back. An inflate of a page already held means the guest used the page
+    in between without telling the host (@reinflated). A deflate of a page
+    this QEMU never took is harmless and only counted (@unknown_deflates):
+    a guest may tell a new host about a balloon an old one held.
+    """
+
+    _ev = re.compile(r"^(virtio_queue_notify|virtio_set_status|"
+                     r"virtio_balloon_set_config) (.*)$")
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.held = set()
+        self.inflates = self.deflates = 0
+        self.reinflated = []
+        self.unknown_deflates = 0
+        self.actual = 0
+        self.vdev = None
+        self.resets = 0
+        self.queue = None          # (vdev, queue index) of the last kick
+        self.lines = 0
+
+    def update(self):
+        """Read what QEMU appended since the last call; return self."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self
+        self.offset += len(data)
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        out = "virtio_balloon_handle_output "
+        for line in data[:cut].decode(errors="replace").splitlines():
+            # Page lines are nearly all of the trace: the fast path.
+            if line.startswith(out):
+                self.lines += 1
+                self._page(int(line[line.rindex(" ") + 1:], 16))
+                continue
+            m = self._ev.match(line)
+            if m:
+                self.lines += 1
+                self._event(m.group(1), m.group(2))
+        return self
+
+    def _page(self, gpa):
+        vdev, n = self.queue or (None, -1)
+        self.vdev = vdev
+        if n == 0:
+            self.inflates += 1
+            if gpa in self.held:
+                self.reinflated.append(gpa)
+            self.held.add(gpa)
+        elif n == 1:
+            self.deflates += 1
+            if gpa in self.held:
+                self.held.remove(gpa)
+            else:
+                self.unknown_deflates += 1
+        else:
+            raise GuestError("balloon page 0x%x after a kick of queue %d: "
+                             "trace out of order" % (gpa, n))
+
+    def _event(self, ev, args):
+        if ev == "virtio_queue_notify":
+            m = re.match(r"vdev (\S+) n (\d+)", args)
+            self.queue = (m.group(1), int(m.group(2)))
+        elif ev == "virtio_balloon_set_config":
+            self.actual = int(re.match(r"actual: (\d+)", args).group(1))
+        elif ev == "virtio_set_status":
+            m = re.match(r"vdev (\S+) val (\d+)", args)
+            if m and m.group(1) == self.vdev and int(m.group(2)) == 0:
+                self.resets += 1
+
+    def summary(self):
+        return ("host holds %d pages (%d inflated, %d deflated, %d "
+                "re-inflated while held, %d unknown deflates), actual %d" %
+                (len(self.held), self.inflates, self.deflates,
+                 len(self.reinflated), self.unknown_deflates, self.actual))
 
 
 def module_load_order(kver, wanted):
@@ -167,7 +273,8 @@ class Guest:
     """One VM: a swap disk, a kernel, an initramfs, and its QEMU runs."""
 
     def __init__(self, workdir, kernel, initrd, mem_mb=1024, smp=1,
-                 driver="ours", machine="pc", extra=(), log=print):
+                 driver="ours", machine="pc", extra=(), log=print,
+                 trace=True, append="", balloon_opts=""):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.kernel, self.initrd = kernel, initrd
@@ -180,6 +287,17 @@ class Guest:
         self.pending = None
         self.rxbuf = b""
         self.consoles = []
+        self.host = None
+        self.console_off = 0
+        self.trace = trace
+        self.append = append
+        self.balloon_dev = "virtio-balloon-pci,id=balloon0"
+        if balloon_opts:
+            self.balloon_dev += "," + balloon_opts
+        if "free-page-hint=on" in balloon_opts:
+            # QEMU runs hint requests in an iothread of their own.
+            self.extra += ["-object", "iothread,id=bs4io"]
+            self.balloon_dev += ",iothread=bs4io"
         with open(self.swap, "wb") as f:
             f.truncate(1024 * MiB)
         os.chmod(self.swap, 0o600)
@@ -194,6 +312,16 @@ class Guest:
         run = self.runs
         self.console = os.path.join(self.dir, "console-%d.log" % run)
         self.consoles.append(self.console)
+        self.console_off = 0
+        trace_args = []
+        if self.trace:
+            events = os.path.join(self.dir, "trace-events")
+            with open(events, "w") as f:
+                f.write("\n".join(TRACE_EVENTS) + "\n")
+            out = os.path.join(self.dir, "trace-%d.log" % run)
+            trace_args = ["-trace", "events=%s,file=%s" % (events, out)]
+            # A new QEMU is a new host: it has taken no page yet.
+            self.host = HostBalloon(out)
         qmp_path = os.path.join(self.dir, "qmp.sock")
         agent_path = os.path.join(self.dir, "agent.sock")
         for p in (qmp_path, agent_path):
@@ -204,16 +332,23 @@ class Guest:
             "-m", str(self.mem_mb), "-smp", str(self.smp),
             "-nographic", "-nodefaults", "-no-reboot", "-S",
             "-kernel", self.kernel, "-initrd", self.initrd,
+            # A vCPU starved by a busy host otherwise fails the boot-time
+            # IO-APIC timer check and panics (no_timer_check), and reports
+            # pm_test's 5 s busy wait as a soft lockup (watchdog_thresh:
+            # a lockup is reported after 60 s instead of 20 s).
             "-append", "console=ttyS0,115200 no_console_suspend panic=-1 "
-                       "bs4.driver=%s" % self.driver,
+                       "no_timer_check watchdog_thresh=30 "
+                       "sysctl.kernel.hung_task_timeout_secs=%d "
+                       "bs4.driver=%s %s" % (HUNG_TASK_SECS, self.driver,
+                                             self.append),
             "-drive", "file=%s,if=virtio,format=raw,cache=unsafe" % self.swap,
-            "-device", "virtio-balloon-pci,id=balloon0",
+            "-device", self.balloon_dev,
             "-serial", "file:%s" % self.console,
             "-chardev", "socket,id=agent,path=%s,server=on,wait=off"
             % agent_path,
             "-serial", "chardev:agent",
             "-qmp", "unix:%s,server=on,wait=off" % qmp_path,
-        ] + self.extra
+        ] + trace_args + self.extra
         self.t_launch = time.monotonic()
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
@@ -225,6 +360,8 @@ class Guest:
                 raise GuestError("QEMU exited: %s" %
                                  self.proc.stdout.read().decode())
             time.sleep(0.05)
+        else:
+            raise GuestError("QEMU made no QMP socket in 10s")
         self.qmp = Qmp(qmp_path)
         self.agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.agent.connect(agent_path)
@@ -278,6 +415,45 @@ class Guest:
             self.proc.wait()
         self._close()
 
+    def console_tail(self, lines=40):
+        """The last @lines lines of the newest console, for failures."""
+        if not self.consoles:
+            return ""
+        text = self.console_text()
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def fail(self, msg):
+        raise GuestError("%s\n--- console tail (%s) ---\n%s" %
+                         (msg, os.path.basename(self.console),
+                          self.console_tail()))
+
+    def watch_console(self):
+        """Fail now if the guest crashed or wedged.
+
+        Every wait loop calls this, so a dead guest costs seconds, not a
+        timeout: a panic ends QEMU (panic=-1 with -no-reboot), an oops or
+        BUG shows on the console, and a wedged guest's soft-lockup or
+        hung-task detector prints within HUNG_TASK_SECS.
+        """
+        if not self.consoles:
+            return
+        # Re-read a little of what was seen: a line may have been cut.
+        start = max(0, self.console_off - 200)
+        with open(self.console, "rb") as f:
+            f.seek(start)
+            data = f.read()
+        self.console_off = start + len(data)
+        new = data.decode(errors="replace")
+        m = CRASH.search(new)
+        if m:
+            self.fail("guest crashed: %s" % new[m.start():].split("\n")[0])
+
+    def watch(self):
+        """watch_console(), and fail if QEMU is gone."""
+        self.watch_console()
+        if self.proc.poll() is not None:
+            self.fail("QEMU exited (rc %d)" % self.proc.returncode)
+
     def console_text(self, run=None):
         path = self.consoles[-1 if run is None else run - 1]
         with open(path, "rb") as f:
@@ -299,16 +475,14 @@ class Guest:
                 self.rxbuf = self.rxbuf[m.end():]
                 continue
             if time.monotonic() > deadline:
-                raise GuestError("guest did not answer #%d in %ds" %
-                                 (seq, timeout))
-            if self.proc.poll() is not None:
-                raise GuestError("QEMU exited while waiting for #%d" % seq)
+                self.fail("guest did not answer #%d in %ds" % (seq, timeout))
+            self.watch()
             try:
                 data = self.agent.recv(65536)
             except socket.timeout:
                 continue
             if not data:
-                raise GuestError("agent connection closed")
+                self.fail("agent connection closed")
             self.rxbuf += data
 
     def _send(self, command):
@@ -329,6 +503,33 @@ class Guest:
                              (command, rc, out.strip()[-500:]))
         return out
 
+    def start(self, command):
+        """Send @command without waiting; wait_for() takes the answer."""
+        return self._send(command)
+
+    def wait_for(self, seq, timeout=120):
+        """(rc, output) of the command start() sent as @seq."""
+        return self._wait_marker(seq, timeout)
+
+    def status(self):
+        """QEMU's run state: running, suspended, paused..."""
+        return self.qmp.cmd("query-status")["status"]
+
+    def wait_status(self, want, timeout=60):
+        deadline = time.monotonic() + timeout
+        while self.status() != want:
+            if time.monotonic() > deadline:
+                self.fail("QEMU %s, not %s, after %ds" %
+                          (self.status(), want, timeout))
+            self.watch()
+            time.sleep(0.2)
+
+    def qemu_rss(self):
+        """Resident memory of the current QEMU process, in bytes."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(),
+                                 re.M).group(1)) * 1024
+
     def hibernate(self, timeout=300, setup=""):
         """echo disk > /sys/power/state; wait for QEMU to power off.
 
@@ -341,12 +542,13 @@ class Guest:
         self.agent.settimeout(0.1)
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
-                raise GuestError("guest did not power off in %ds" % timeout)
+                self.fail("guest did not power off in %ds" % timeout)
             # The command answering means hibernation failed in the guest.
             m = done.search(self.rxbuf)
             if m:
-                raise GuestError("hibernation failed in the guest (rc %s)"
-                                 % m.group(1).decode())
+                self.fail("hibernation failed in the guest (rc %s)"
+                          % m.group(1).decode())
+            self.watch_console()
             try:
                 self.rxbuf += self.agent.recv(65536)
             except (socket.timeout, OSError):
@@ -395,8 +597,9 @@ class Guest:
                 elif now - since >= stable:
                     return cur
             if now - t0 > timeout:
-                raise GuestError("balloon at %.1f MiB, wanted %s after %ds" %
-                                 (cur, balloon_mb, timeout))
+                self.fail("balloon at %.1f MiB, wanted %s after %ds" %
+                          (cur, balloon_mb, timeout))
+            self.watch()
             time.sleep(0.2)
 
     def guest_stats(self):
