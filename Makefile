@@ -6,6 +6,7 @@
 #   make install         install them into /lib/modules/<ver>/updates/
 #   make check           every test (installs its Debian packages)
 #   make check-fresh     make check in a new Debian 12 root (debootstrap)
+#   make deb             balloon-s4-dkms_<version>_all.deb, lintian-checked
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #   make bench           this virtio_balloon against the in-tree one
 #   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
@@ -28,7 +29,7 @@ BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
 .PHONY: all modules install clean check demo bench kunit series deps \
-	kdir-check check-fresh
+	kdir-check check-fresh deb
 
 all: modules
 
@@ -74,3 +75,6 @@ series: deps
 # Not part of check: a cold make check on a new machine takes 35+ minutes.
 check-fresh: deps
 	$(TESTDIR)/fresh.sh
+
+deb: deps
+	python3 $(TESTDIR)/deb.py $(BUILD_DIR)/deb
