@@ -26,6 +26,7 @@ import vm                                            # noqa: E402
 import bench                                         # noqa: E402
 import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
+import deb                                           # noqa: E402
 
 # What an out-of-tree build needs from the repository.
 SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
@@ -281,8 +282,10 @@ def cmd_check(args):
             if kc.target(t):
                 kc.kunit(t)
         r.dkms()
-        if args.only:
-            return r.summary()
+    if not args.only or "kernel" in args.only or "deb" in args.only:
+        deb.test(os.path.join(r.build_dir, "deb"), r.record, log)
+    if args.only and ("kernel" in args.only or "deb" in args.only):
+        return r.summary()
     kos = {} if args.only else r.builds()
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
@@ -378,7 +381,8 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--only", nargs="*",
                     help="scenario names; 'kernel' for the series, builds, "
-                         "KUnit and DKMS; 'kunit' for KUnit alone (check)")
+                         "KUnit, DKMS and the .deb; 'kunit' for KUnit "
+                         "alone; 'deb' for the .deb alone (check)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")
