@@ -167,12 +167,14 @@ class Guest:
     """One VM: a swap disk, a kernel, an initramfs, and its QEMU runs."""
 
     def __init__(self, workdir, kernel, initrd, mem_mb=1024, smp=1,
-                 driver="ours", machine="pc", extra=(), log=print):
+                 driver="ours", machine="pc", extra=(), log=print,
+                 cmdline=""):
         self.dir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.kernel, self.initrd = kernel, initrd
         self.mem_mb, self.smp, self.machine = mem_mb, smp, machine
         self.driver, self.extra, self.log = driver, list(extra), log
+        self.cmdline = cmdline         # more kernel arguments (distro.py)
         self.swap = os.path.join(workdir, "swap.img")
         self.runs = 0
         self.proc = self.qmp = self.agent = None
@@ -205,7 +207,7 @@ class Guest:
             "-nographic", "-nodefaults", "-no-reboot", "-S",
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", "console=ttyS0,115200 no_console_suspend panic=-1 "
-                       "bs4.driver=%s" % self.driver,
+                       "bs4.driver=%s %s" % (self.driver, self.cmdline),
             "-drive", "file=%s,if=virtio,format=raw,cache=unsafe" % self.swap,
             "-device", "virtio-balloon-pci,id=balloon0",
             "-serial", "file:%s" % self.console,
@@ -329,13 +331,14 @@ class Guest:
                              (command, rc, out.strip()[-500:]))
         return out
 
-    def hibernate(self, timeout=300, setup=""):
-        """echo disk > /sys/power/state; wait for QEMU to power off.
+    def hibernate(self, timeout=300, setup="",
+                  command="echo disk > /sys/power/state"):
+        """Run @command (echo disk); wait for QEMU to power off.
 
         Returns the seconds from the command to power-off.
         """
         t0 = time.monotonic()
-        self.pending = self._send(setup + "echo disk > /sys/power/state")
+        self.pending = self._send(setup + command)
         deadline = t0 + timeout
         done = re.compile(rb"@@BS4 %d (\d+)@@" % self.pending)
         self.agent.settimeout(0.1)
