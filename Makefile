@@ -8,6 +8,7 @@
 #   make check-fresh     make check in a new Debian 12 root (debootstrap)
 #   make deb             balloon-s4-dkms_<version>_all.deb, lintian-checked
 #   make demo            build, boot a guest, balloon, hibernate, resume
+#                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
 #   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
 #   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
@@ -60,8 +61,10 @@ deps:
 check: deps
 	python3 $(TESTDIR)/run.py check --build-dir $(BUILD_DIR)
 
+# GUEST=debian: a Debian 12 guest with systemd and the .deb (distro.py).
+GUEST ?= busybox
 demo: deps
-	python3 $(TESTDIR)/run.py demo --build-dir $(BUILD_DIR)
+	python3 $(TESTDIR)/run.py demo --guest $(GUEST) --build-dir $(BUILD_DIR)
 
 bench: deps
 	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR)

@@ -27,6 +27,7 @@ import bench                                         # noqa: E402
 import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
 import deb                                           # noqa: E402
+import distro                                        # noqa: E402
 
 # What an out-of-tree build needs from the repository.
 SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
@@ -290,6 +291,8 @@ def cmd_check(args):
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
     metrics = r.scenarios(make_guest, args.only)
+    if not args.only or "debian" in args.only:
+        metrics.update(distro.check(r.build_dir, r.record, log))
     if not args.only or "bench" in args.only:
         r.bench_smoke(make_guest)
     with open(os.path.join(r.build_dir, "metrics.json"), "w") as f:
@@ -300,6 +303,8 @@ def cmd_check(args):
 
 
 def cmd_demo(args):
+    if args.guest == "debian":
+        return distro.demo(os.path.abspath(args.build_dir), log)
     r = Runner(args.build_dir)
     t0 = time.monotonic()
     kos = r.builds()
@@ -379,10 +384,13 @@ def main():
     ap.add_argument("--iterations", type=int, default=2,
                     help="bench: rounds of the whole matrix (default 2)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--guest", choices=["busybox", "debian"],
+                    default="busybox", help="demo: the guest to run")
     ap.add_argument("--only", nargs="*",
-                    help="scenario names; 'kernel' for the series, builds, "
-                         "KUnit, DKMS and the .deb; 'kunit' for KUnit "
-                         "alone; 'deb' for the .deb alone (check)")
+                    help="scenario names ('debian' for the Debian 12 guest); "
+                         "'kernel' for the series, builds, KUnit, DKMS and "
+                         "the .deb; 'kunit' for KUnit alone; 'deb' for the "
+                         ".deb alone (check)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")
