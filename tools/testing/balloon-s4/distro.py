@@ -23,7 +23,6 @@ holds root.img, vmlinuz and initrd.img for one state of the sources
 import glob
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -101,6 +100,27 @@ def _write(path, text, mode=0o644):
     os.chmod(path, mode)
 
 
+def _mounts_under(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        points = [ln.split()[1] for ln in f]
+    return sorted((p for p in points
+                   if p == path or p.startswith(path + "/")), reverse=True)
+
+
+def _remove_tree(path):
+    """rm -rf @path, but never through a /dev or /sys still mounted in it
+    (a run killed inside _Chroot leaves them behind)."""
+    for p in _mounts_under(path):
+        if subprocess.run(["umount", p]).returncode:
+            subprocess.run(["umount", "-l", p])
+    left = _mounts_under(path)
+    if left:
+        raise DistroError("still mounted, not removing %s: %s" %
+                          (path, " ".join(left)))
+    shutil.rmtree(path, ignore_errors=True)
+
+
 class _Chroot:
     """/proc, /sys and /dev mounted in @root while in the with block."""
 
@@ -119,8 +139,11 @@ class _Chroot:
 
     def __exit__(self, *exc):
         for path in reversed(self.mounted):
-            subprocess.run(["umount", path])
+            if subprocess.run(["umount", path]).returncode:
+                subprocess.run(["umount", "-l", path])
         self.mounted = []
+        if _mounts_under(self.root):
+            raise DistroError("cannot unmount under %s" % self.root)
 
 
 def build_base(log):
@@ -131,7 +154,7 @@ def build_base(log):
         return base
     os.makedirs(top, exist_ok=True)
     tmp = base + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_tree(tmp)
     blog = os.path.join(top, "base.log")
     if os.path.exists(blog):
         os.unlink(blog)
@@ -203,12 +226,12 @@ def build_image(log, build_dir):
         with open(os.path.join(out, "kver")) as f:
             return out, f.read().strip(), 0.0
     for old in glob.glob(os.path.join(top, "image-*")):
-        shutil.rmtree(old)
+        _remove_tree(old)
     os.makedirs(out)
     ilog = os.path.join(out, "build.log")
     debfile, _ = deb.build(os.path.join(build_dir, "deb-guest"))
     work = os.path.join(top, "work")
-    shutil.rmtree(work, ignore_errors=True)
+    _remove_tree(work)
     log("debian guest: installing %s in a copy of the base" %
         os.path.basename(debfile))
     _run(["cp", "-a", base, work], ilog)
@@ -230,7 +253,7 @@ def build_image(log, build_dir):
     img = os.path.join(out, "root.img.tmp")
     _run(["mkfs.ext4", "-q", "-F", "-L", "bs4root", "-U", ROOT_UUID,
           "-d", work, img, ROOT_SIZE], ilog)
-    shutil.rmtree(work)
+    _remove_tree(work)
     with open(os.path.join(out, "kver"), "w") as f:
         f.write(kver + "\n")
     os.rename(img, os.path.join(out, "root.img"))
@@ -410,7 +433,6 @@ def run(g, kver, ver, log):
 
 def check(build_dir, record, log):
     """Build (or reuse) the image and run the scenario: two tests."""
-    t0 = time.monotonic()
     try:
         image, kver, t_build = build_image(log, build_dir)
     except (DistroError, deb.DebError, subprocess.CalledProcessError) as e:
