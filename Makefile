@@ -5,7 +5,10 @@
 #   make                 build the modules for KDIR
 #   make install         install them into /lib/modules/<ver>/updates/
 #   make check           every test (installs its Debian packages)
+#   make check-fresh     make check in a new Debian 12 root (debootstrap)
+#   make deb             balloon-s4-dkms_<version>_all.deb, lintian-checked
 #   make demo            build, boot a guest, balloon, hibernate, resume
+#                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
 #   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
 #   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
@@ -27,7 +30,7 @@ BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
 .PHONY: all modules install clean check demo bench kunit series deps \
-	kdir-check
+	kdir-check check-fresh deb
 
 all: modules
 
@@ -58,8 +61,10 @@ deps:
 check: deps
 	python3 $(TESTDIR)/run.py check --build-dir $(BUILD_DIR)
 
+# GUEST=debian: a Debian 12 guest with systemd and the .deb (distro.py).
+GUEST ?= busybox
 demo: deps
-	python3 $(TESTDIR)/run.py demo --build-dir $(BUILD_DIR)
+	python3 $(TESTDIR)/run.py demo --guest $(GUEST) --build-dir $(BUILD_DIR)
 
 bench: deps
 	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR)
@@ -69,3 +74,10 @@ kunit: deps
 
 series: deps
 	for t in 6.1 6.12; do python3 tools/series/series.py generate $$t || exit 1; done
+
+# Not part of check: a cold make check on a new machine takes 35+ minutes.
+check-fresh: deps
+	$(TESTDIR)/fresh.sh
+
+deb: deps
+	python3 $(TESTDIR)/deb.py $(BUILD_DIR)/deb

@@ -16,13 +16,16 @@ PKGS="make gcc libc6-dev kmod cpio gzip xz-utils util-linux python3 perl git
       python3-ply python3-git python3-docutils
       linux-source-6.1 linux-source-6.12
       linux-image-amd64 linux-headers-amd64
-      linux-image-6.12-amd64 linux-headers-6.12-amd64"
+      linux-image-6.12-amd64 linux-headers-6.12-amd64
+      debootstrap dpkg-dev debhelper dh-dkms lintian qemu-utils e2fsprogs"
 
 # Each tool the tests run, and the package that brings it.
 TOOLS="make:make gcc:gcc depmod:kmod cpio:cpio gzip:gzip xz:xz-utils
        python3:python3 perl:perl git:git flex:flex bison:bison bc:bc
        qemu-system-x86_64:qemu-system-x86 sparse:sparse gnuplot:gnuplot-nox
-       dkms:dkms rst2pseudoxml:python3-docutils"
+       dkms:dkms rst2pseudoxml:python3-docutils debootstrap:debootstrap
+       dpkg-buildpackage:dpkg-dev dh:debhelper dh_dkms:dh-dkms lintian:lintian
+       qemu-img:qemu-utils mkfs.ext4:e2fsprogs"
 
 missing=""
 for p in $PKGS; do

@@ -26,6 +26,8 @@ import vm                                            # noqa: E402
 import bench                                         # noqa: E402
 import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
+import deb                                           # noqa: E402
+import distro                                        # noqa: E402
 
 # What an out-of-tree build needs from the repository.
 SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
@@ -291,12 +293,16 @@ def cmd_check(args):
             if kc.target(t):
                 kc.kunit(t)
         r.dkms()
-        if args.only:
-            return r.summary()
+    if not args.only or "kernel" in args.only or "deb" in args.only:
+        deb.test(os.path.join(r.build_dir, "deb"), r.record, log)
+    if args.only and ("kernel" in args.only or "deb" in args.only):
+        return r.summary()
     kos = {} if args.only else r.builds()
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
     metrics = r.scenarios(make_guest, args.only)
+    if not args.only or "debian" in args.only:
+        metrics.update(distro.check(r.build_dir, r.record, log))
     if not args.only or "bench" in args.only:
         r.bench_smoke(make_guest)
     with open(os.path.join(r.build_dir, "metrics.json"), "w") as f:
@@ -307,6 +313,8 @@ def cmd_check(args):
 
 
 def cmd_demo(args):
+    if args.guest == "debian":
+        return distro.demo(os.path.abspath(args.build_dir), log)
     r = Runner(args.build_dir)
     t0 = time.monotonic()
     kos = r.builds()
@@ -387,9 +395,13 @@ def main():
     ap.add_argument("--iterations", type=int, default=2,
                     help="bench: rounds of the whole matrix (default 2)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--guest", choices=["busybox", "debian"],
+                    default="busybox", help="demo: the guest to run")
     ap.add_argument("--only", nargs="*",
-                    help="scenario names; 'kernel' for the series, builds, "
-                         "KUnit and DKMS; 'kunit' for KUnit alone (check)")
+                    help="scenario names ('debian' for the Debian 12 guest); "
+                         "'kernel' for the series, builds, KUnit, DKMS and "
+                         "the .deb; 'kunit' for KUnit alone; 'deb' for the "
+                         ".deb alone (check)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")

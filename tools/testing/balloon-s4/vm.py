@@ -530,13 +530,14 @@ class Guest:
             return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(),
                                  re.M).group(1)) * 1024
 
-    def hibernate(self, timeout=300, setup=""):
-        """echo disk > /sys/power/state; wait for QEMU to power off.
+    def hibernate(self, timeout=300, setup="",
+                  command="echo disk > /sys/power/state"):
+        """Run @command (echo disk); wait for QEMU to power off.
 
         Returns the seconds from the command to power-off.
         """
         t0 = time.monotonic()
-        self.pending = self._send(setup + "echo disk > /sys/power/state")
+        self.pending = self._send(setup + command)
         deadline = t0 + timeout
         done = re.compile(rb"@@BS4 %d (\d+)@@" % self.pending)
         self.agent.settimeout(0.1)
