@@ -19,6 +19,7 @@ refreshed once a day (or with BS4_SID_UPDATE=1); a second run with fresh
 lists downloads and unpacks nothing.
 """
 
+import glob
 import json
 import os
 import re
@@ -152,6 +153,10 @@ def download_and_unpack(pkgs, version, kabi, log):
         if not os.path.exists(stamp):
             _run(["dpkg-deb", "-x", os.path.join(debs, deb), root])
             open(stamp, "w").close()
+    # dpkg-deb -x runs no maintainer scripts: make modules.dep here.
+    if not os.path.exists(os.path.join(root, "usr/lib/modules", kabi,
+                                       "modules.dep")):
+        _run(["depmod", "-b", os.path.join(root, "usr"), kabi])
     return root
 
 
@@ -222,6 +227,39 @@ def prepare_kbuild(series, kabi, root, log):
     with open(stamp, "w") as f:
         f.write(ident)
     return kb, important
+
+
+def sparse(log=print):
+    """A sparse that newer kernels accept (they want __typeof_unqual__,
+    which Debian 12's 0.6.4 lacks): sid's source package, built once
+    under $BS4_CACHE/sid/sparse. Returns the binary's path."""
+    base = os.path.join(SID, "sparse")
+    built = glob.glob(os.path.join(base, "sparse-*", "sparse"))
+    if built:
+        return sorted(built, key=_ver_key)[-1]
+    for d in ("src-lists/partial", "src-cache/archives/partial", "dl"):
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    src = os.path.join(base, "sources.list")
+    with open(src, "w") as f:
+        f.write("deb-src %s sid main\n" % MIRROR)
+    opts = ["-o", "Dir::Etc::SourceList=" + src,
+            "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", "Dir::State::Lists=" + os.path.join(base, "src-lists"),
+            "-o", "Dir::State::Status=/dev/null",
+            "-o", "Dir::Cache=" + os.path.join(base, "src-cache"),
+            "-o", "Debug::NoLocking=1"]
+    log("sid: building sparse from sid's source package")
+    _run(["apt-get"] + opts + ["update"])
+    dl = os.path.join(base, "dl")
+    _run(["apt-get"] + opts + ["source", "--download-only", "sparse"],
+         cwd=dl)
+    orig = glob.glob(os.path.join(dl, "sparse_*.orig.tar.*"))[0]
+    _run(["tar", "-xf", orig, "-C", base])
+    tree = [d for d in glob.glob(os.path.join(base, "sparse-*"))
+            if os.path.isdir(d)][0]
+    _run(["make", "-C", tree, "-j2", "sparse", "HAVE_SQLITE=no",
+          "HAVE_LIBXML=no", "HAVE_GTK=no", "HAVE_LLVM=no"])
+    return os.path.join(tree, "sparse")
 
 
 def kbuild_env():
