@@ -125,6 +125,14 @@ static inline int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 #endif
 
 /*
+ * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
+ * older kernels spell it kzalloc(sizeof(*p), gfp).
+ */
+#ifndef COMPAT_HAVE_KZALLOC_OBJ
+#define kzalloc_obj(p, gfp) kzalloc(sizeof(p), gfp)
+#endif
+
+/*
  * hv_root_partition was a variable until 7.x made it a function (with
  * hv_l1vh_partition() beside it); the function-like macro leaves the
  * variable's own declaration alone.

@@ -767,7 +767,7 @@ static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
 			return NULL;
 		}
 	}
-	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	r = kzalloc_obj(*r, GFP_KERNEL);
 	if (!r)
 		return NULL;
 	r->online = bitmap_zalloc((end - start) / dm->block_pages, GFP_KERNEL);
@@ -823,7 +823,7 @@ static unsigned long hv_dm_hot_add_range(struct hv_dm *dm, unsigned long pfn,
 		return 0;
 	}
 	if (pfn > r->backed_end_pfn) {
-		gap = kzalloc(sizeof(*gap), GFP_KERNEL);
+		gap = kzalloc_obj(*gap, GFP_KERNEL);
 		if (!gap)
 			return 0;
 		gap->start_pfn = r->backed_end_pfn;
@@ -1618,7 +1618,7 @@ static int hv_balloon_probe(struct hv_device *hdev,
 		dev_err(&hdev->device, "a second Dynamic Memory device\n");
 		return -EBUSY;
 	}
-	hb = kzalloc(sizeof(*hb), GFP_KERNEL);
+	hb = kzalloc_obj(*hb, GFP_KERNEL);
 	if (!hb)
 		return -ENOMEM;
 	hb->hdev = hdev;
