@@ -479,9 +479,11 @@ with real split virtqueues, hv_balloon against a fake host; both run
 under kunit.py with KASAN, UBSAN and lockdep on this tree. A QEMU
 harness hibernates real guests, resumes them in a new QEMU and checks
 checksums, MemTotal, QMP query-balloon and dmesg. checkpatch --strict
-reports no error, warning or check on any patch; W=1 builds of
-drivers/virtio/ and drivers/hv/ (=y and =m), sparse (C=2) and
-kernel-doc add no warnings at any patch.
+reports no error or warning on any patch (its two CamelCase checks name
+the kernel's own __SetPageOffline() and __ClearPageOffline()). The
+series builds (W=1, drivers =m) after every patch; W=1 builds of
+drivers/virtio/ and drivers/hv/ with the drivers =y and =m, sparse
+(C=2) and kernel-doc add no warnings.
 """
 
 # What the cover letter says about a target's backport, if it has one.
