@@ -7,8 +7,11 @@
 #   make check           every test (installs its Debian packages)
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #   make bench           this virtio_balloon against the in-tree one
-#   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
-#   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
+#   make kunit           the KUnit suites in the patched 6.1, 6.12, sid trees
+#   make series          the patch series for 6.1, 6.12 and sid's newest
+#                        kernel (under BS4_CACHE)
+#   make sid-kernel      fetch the newest kernel in Debian sid and prepare a
+#                        build tree for it; then make KDIR=<the kdir shown>
 #   make W=1             extra compiler warnings
 #
 # KDIR defaults to the running kernel's build tree and otherwise to the
@@ -27,7 +30,7 @@ BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
 .PHONY: all modules install clean check demo bench kunit series deps \
-	kdir-check
+	kdir-check sid-kernel
 
 all: modules
 
@@ -68,4 +71,7 @@ kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)
 
 series: deps
-	for t in 6.1 6.12; do python3 tools/series/series.py generate $$t || exit 1; done
+	for t in 6.1 6.12 sid; do python3 tools/series/series.py generate $$t || exit 1; done
+
+sid-kernel:
+	python3 $(TESTDIR)/fetch_sid.py
