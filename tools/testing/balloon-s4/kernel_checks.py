@@ -169,8 +169,14 @@ class KernelChecks:
         rc, out = run(["make", "-C", tree, "O=" + obj, "x86_64_defconfig"])
         if rc:
             return out
+        opts = list(BUILD_OPTS[mode])
+        # 7.x made HYPERV (the core) a bool; VMBus and the drivers are
+        # the modules there.
+        with open(os.path.join(tree, "drivers/hv/Kconfig")) as f:
+            if re.search(r"^config HYPERV\n\tbool", f.read(), re.M):
+                opts[opts.index("HYPERV") - 1] = "-e"
         rc, out = run([os.path.join(tree, "scripts/config"), "--file",
-                       os.path.join(obj, ".config")] + BUILD_OPTS[mode])
+                       os.path.join(obj, ".config")] + opts)
         if rc:
             return out
         rc, out = run(["make", "-C", tree, "O=" + obj, "olddefconfig"])
