@@ -10,8 +10,11 @@
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
-#   make kunit           the KUnit suites in the patched 6.1 and 6.12 trees
-#   make series          the patch series for 6.1 and 6.12 (under BS4_CACHE)
+#   make kunit           the KUnit suites in the patched 6.1, 6.12, sid trees
+#   make series          the patch series for 6.1, 6.12 and sid's newest
+#                        kernel (under BS4_CACHE)
+#   make sid-kernel      fetch the newest kernel in Debian sid and prepare a
+#                        build tree for it; then make KDIR=<the kdir shown>
 #   make W=1             extra compiler warnings
 #
 # KDIR defaults to the running kernel's build tree and otherwise to the
@@ -30,7 +33,7 @@ BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
 .PHONY: all modules install clean check demo bench kunit series deps \
-	kdir-check check-fresh deb
+	kdir-check check-fresh deb sid-kernel
 
 all: modules
 
@@ -73,7 +76,10 @@ kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)
 
 series: deps
-	for t in 6.1 6.12; do python3 tools/series/series.py generate $$t || exit 1; done
+	for t in 6.1 6.12 sid; do python3 tools/series/series.py generate $$t || exit 1; done
+
+sid-kernel:
+	python3 $(TESTDIR)/fetch_sid.py
 
 # Not part of check: a cold make check on a new machine takes 35+ minutes.
 check-fresh: deps

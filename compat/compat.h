@@ -76,6 +76,72 @@ static inline int __compat_virtio_find_vqs(struct virtio_device *vdev,
 #endif
 
 /*
+ * 7.x renamed <linux/balloon_compaction.h> to <linux/balloon.h> and the
+ * option BALLOON_COMPACTION to BALLOON_MIGRATION; Kbuild puts
+ * compat/include, whose linux/balloon.h includes the old header, on the
+ * include path of kernels without the new one. The balloon core then
+ * also took over the list work of a migration: a driver's migratepage()
+ * only tells its device, and the core lists the new page, frees the old
+ * one and takes its page list lock (balloon_dev_info lost pages_lock).
+ * Older cores leave that to the driver, so for them virtio_balloon's
+ * callback is wrapped in one that does it afterwards.
+ */
+#ifndef COMPAT_HAVE_BALLOON_H
+#if defined(CONFIG_BALLOON_COMPACTION) && !defined(CONFIG_BALLOON_MIGRATION)
+#define CONFIG_BALLOON_MIGRATION 1
+#endif
+
+#if defined(COMPAT_VIRTIO_BALLOON) && defined(CONFIG_BALLOON_MIGRATION)
+#include <linux/balloon_compaction.h>
+
+static int __compat_vb_migrate_page(struct balloon_dev_info *b_dev_info,
+				    struct page *newpage, struct page *page,
+				    enum migrate_mode mode);
+
+static inline int vb_migrate_page(struct balloon_dev_info *b_dev_info,
+				  struct page *newpage, struct page *page,
+				  enum migrate_mode mode)
+{
+	unsigned long flags;
+	int err;
+
+	err = __compat_vb_migrate_page(b_dev_info, newpage, page, mode);
+	if (err)
+		return err;
+	get_page(newpage);
+	spin_lock_irqsave(&b_dev_info->pages_lock, flags);
+	balloon_page_insert(b_dev_info, newpage);
+	b_dev_info->isolated_pages--;
+	__count_vm_event(BALLOON_MIGRATE);
+	spin_unlock_irqrestore(&b_dev_info->pages_lock, flags);
+	balloon_page_finalize(page);
+	put_page(page);
+	return MIGRATEPAGE_SUCCESS;
+}
+
+#define vb_migrate_page(b, newpage, page, mode) \
+	__compat_vb_migrate_page(b, newpage, page, mode)
+#endif
+#endif
+
+/*
+ * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
+ * older kernels spell it kzalloc(sizeof(*p), gfp).
+ */
+#ifndef COMPAT_HAVE_KZALLOC_OBJ
+#define kzalloc_obj(p, gfp) kzalloc(sizeof(p), gfp)
+#endif
+
+/*
+ * hv_root_partition was a variable until 7.x made it a function (with
+ * hv_l1vh_partition() beside it); the function-like macro leaves the
+ * variable's own declaration alone.
+ */
+#ifndef COMPAT_HAVE_HV_ROOT_PARTITION_FN
+#define hv_root_partition() (hv_root_partition)
+#endif
+
+/*
  * The kernel already exports hv_is_hibernation_supported() from its
  * Hyper-V core (built in even with CONFIG_HYPERV=m); the out-of-tree
  * copy must not collide with it.

@@ -818,7 +818,7 @@ static struct hv_dm_region *hv_dm_new_region(struct hv_dm *dm,
 			return ERR_PTR(-EINVAL);
 		}
 	}
-	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	r = kzalloc_obj(*r, GFP_KERNEL);
 	if (!r)
 		return ERR_PTR(-ENOMEM);
 	r->online = bitmap_zalloc((end - start) / dm->block_pages, GFP_KERNEL);
@@ -933,7 +933,7 @@ static unsigned long hv_dm_hot_add_range(struct hv_dm *dm, unsigned long pfn,
 					    pfn + count);
 	}
 	if (pfn > r->backed_end_pfn) {
-		gap = kzalloc(sizeof(*gap), GFP_KERNEL);
+		gap = kzalloc_obj(*gap, GFP_KERNEL);
 		if (!gap) {
 			*retry = true;
 			return 0;
@@ -1945,7 +1945,7 @@ static int hv_balloon_probe(struct hv_device *hdev,
 		dev_err(&hdev->device, "a second Dynamic Memory device\n");
 		return -EBUSY;
 	}
-	hb = kzalloc(sizeof(*hb), GFP_KERNEL);
+	hb = kzalloc_obj(*hb, GFP_KERNEL);
 	if (!hb)
 		return -ENOMEM;
 	hb->hdev = hdev;

@@ -78,13 +78,13 @@
  * vb->lock (mutex) serialises everything that uses the inflate and deflate
  * queues or changes the balloon: the balloon work, the OOM notifier,
  * migration and the PM callbacks. Lock order: vb->lock, then the
- * balloon_dev_info pages_lock taken inside balloon_compaction.
+ * balloon core's page list lock, taken inside its functions.
  * vb->stop_lock (spinlock) protects vb->stopped, which gates the re-queueing
  * of work from the virtio callbacks (atomic context) against
  * cancel_work_sync() in vb_stop_users().
  */
 
-#include <linux/balloon_compaction.h>
+#include <linux/balloon.h>
 #include <linux/debugfs.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -233,7 +233,7 @@ static const u16 vb_stat_tags[] = {
  * @short_logged: the short inflate for @last_target was logged.
  * @pfns: PFN buffer for one inflate/deflate request; protected by @lock.
  * @acked: woken when a queue returns a buffer.
- * @b_dev_info: balloon_compaction's page list.
+ * @b_dev_info: the balloon core's page list.
  * @stop_lock: protects @stopped and @wake_bits.
  * @stopped: no work may be queued; set before the users are cancelled.
  * @wake_bits: VB_WAKE_* events being handled, see vb_wake_hold_locked().
@@ -1081,18 +1081,20 @@ static int vb_report_free_pages(struct page_reporting_dev_info *pr_dev_info,
 	return err;
 }
 
-#ifdef CONFIG_BALLOON_COMPACTION
+#ifdef CONFIG_BALLOON_MIGRATION
 /*
  * Compaction moves a ballooned page: the host gets @newpage and returns
- * @page. Both pages are locked by the caller. Returning -EAGAIN leaves
- * @page in the balloon; compaction retries later.
+ * @page. Both pages are locked by the caller. On success the balloon core
+ * lists @newpage in place of @page and frees @page; its own managed page
+ * accounting is off (we count in batches), so a move across zones is
+ * accounted here. Returning -EAGAIN leaves @page in the balloon;
+ * compaction retries later.
  */
 static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 			   struct page *newpage, struct page *page,
 			   enum migrate_mode mode)
 {
 	struct vb_dev *vb = container_of(b_dev_info, struct vb_dev, b_dev_info);
-	unsigned long flags;
 	unsigned int n = 0;
 
 	/*
@@ -1109,27 +1111,17 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 		return -EAGAIN;
 	}
 
-	get_page(newpage);
 	if (page_zone(page) != page_zone(newpage)) {
 		adjust_managed_page_count(page, 1);
 		adjust_managed_page_count(newpage, -1);
 	}
-	spin_lock_irqsave(&b_dev_info->pages_lock, flags);
-	balloon_page_insert(b_dev_info, newpage);
-	b_dev_info->isolated_pages--;
-	__count_vm_event(BALLOON_MIGRATE);
-	spin_unlock_irqrestore(&b_dev_info->pages_lock, flags);
-
 	vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n);
 	n = 0;
 	vb_add_page_pfns(vb, page, &n);
 	vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
 	vb->counters[VB_CNT_MIGRATED]++;
 	mutex_unlock(&vb->lock);
-
-	balloon_page_finalize(page);
-	put_page(page);
-	return MIGRATEPAGE_SUCCESS;
+	return 0;
 }
 #endif
 
@@ -1428,7 +1420,7 @@ static int vb_probe(struct virtio_device *vdev)
 	vb->pm_nb.notifier_call = vb_pm_notify;
 #endif
 	balloon_devinfo_init(&vb->b_dev_info);
-#ifdef CONFIG_BALLOON_COMPACTION
+#ifdef CONFIG_BALLOON_MIGRATION
 	vb->b_dev_info.migratepage = vb_migrate_page;
 #endif
 

@@ -6,9 +6,13 @@
   series.py generate TARGET      commits on a branch, then git format-patch
   series.py apply TARGET         git am the series on a fresh branch
 
-TARGET is 6.1 or 6.12. Trees and patches live under $BS4_CACHE
-(default /var/cache/balloon-s4), outside the clone, so that kernel builds
-in them stay incremental.
+TARGET is 6.1 or 6.12 (Debian 12's kernels: distribution backports), or
+the newest linux-source in Debian sid (7.2 today; "sid" names it), which
+tools/testing/balloon-s4/fetch_sid.py fetches: the upstream-facing
+series, with get_maintainer.pl's recipients and a cover letter for
+reviewers. Trees and patches live under $BS4_CACHE (default
+/var/cache/balloon-s4), outside the clone, so that kernel builds in them
+stay incremental.
 
 Each patch is one logical change, in an order that builds at every step.
 A patch that touches a file the target already has changes that file:
@@ -18,6 +22,7 @@ tools/series/backport/<target>/ adapts the copied file, as a distribution
 would; make check builds the result, so a stale backport cannot go unseen.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -27,7 +32,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.environ.get("BS4_CACHE", "/var/cache/balloon-s4")
-TARGETS = ("6.1", "6.12")
+TESTDIR = os.path.join(ROOT, "tools", "testing", "balloon-s4")
+# Debian 12's kernels, for which the series is a distribution backport.
+DISTRO_TARGETS = ("6.1", "6.12")
 AUTHOR = "balloon-s4 team <team@balloon-s4.invalid>"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "balloon-s4 team",
@@ -73,10 +80,31 @@ def kconfig_blocks(text):
     return blocks
 
 
+# Our Kconfig names the symbols of Debian 12's kernels. Newer trees
+# renamed some: (tree file that has @new, old text, new text).
+KCONFIG_RENAMES = [
+    # 7.x: the balloon core's option MEMORY_BALLOON became BALLOON.
+    ("mm/Kconfig", "^config BALLOON$", "select MEMORY_BALLOON",
+     "select BALLOON"),
+    # 7.x: VMBus drivers depend on HYPERV_VMBUS, no longer on HYPERV.
+    ("drivers/hv/Kconfig", "^config HYPERV_VMBUS$", "depends on HYPERV\n",
+     "depends on HYPERV_VMBUS\n"),
+]
+
+
+def kconfig_for_tree(tree, text):
+    """@text with the symbols @tree renamed under their new names."""
+    for path, probe, old, new in KCONFIG_RENAMES:
+        with open(os.path.join(tree, path)) as f:
+            if re.search(probe, f.read(), re.M):
+                text = text.replace(old, new)
+    return text
+
+
 def splice_kconfig(tree, path, symbols, after=None):
     """Put our entries for @symbols into @path: replace an existing entry,
     else insert after the entry for @after."""
-    ours = kconfig_blocks(read(path))
+    ours = kconfig_blocks(kconfig_for_tree(tree, read(path)))
     full = os.path.join(tree, path)
     with open(full) as f:
         text = f.read()
@@ -241,6 +269,13 @@ def p_hv_driver(tree, target):
 def p_hv_kunit(tree, target):
     add_kunit(tree, target, "drivers/hv/hv_balloon.c",
               "HYPERV_BALLOON_KUNIT_TEST", "HYPERV_BALLOON")
+    # Where VMBus has its own option (7.x), the driver needs it too;
+    # kunit.py refuses options a tree does not have, so only there.
+    with open(os.path.join(tree, "drivers/hv/Kconfig")) as f:
+        vmbus = re.search(r"^config HYPERV_VMBUS$", f.read(), re.M)
+    if vmbus:
+        add_line_after(tree, "drivers/hv/tests/.kunitconfig",
+                       r"^CONFIG_HYPERV=y$", "CONFIG_HYPERV_VMBUS=y")
 
 
 def p_docs(tree, target):
@@ -381,6 +416,76 @@ and =m, sparse
 %(checks)s
 """
 
+# The cover letter of the upstream-facing series (sid's kernel, today 7.2).
+UPSTREAM_COVER = """balloon drivers that survive hibernation
+
+A memory balloon that is inflated when a guest hibernates (ACPI S4) is
+handled badly today: virtio_balloon deflates all of it in its freeze
+callback, so the host must back every ballooned page just before the
+image is written, and after a restore it cannot tell whether the host it
+runs on has ever seen the balloon. hv_balloon keeps ballooning while
+Hyper-V, which keeps no balloon across a guest's hibernation, may be
+about to lose track of it.
+
+Design
+------
+virtio_balloon treats freeze, thaw and restore as three events:
+
+ - freeze stops every user of the virtqueues (balloon and statistics
+   work, free page reporting, the OOM notifier, migration), resets the
+   device and deletes the queues, but keeps the balloon: ballooned
+   pages are PageOffline and never reach the image.
+ - thaw (a failed or aborted hibernation) re-creates the queues and
+   keeps the balloon, which the host still holds.
+ - restore re-creates the queues, returns every ballooned page to the
+   page allocator (telling the device first only with MUST_TELL_HOST),
+   reports an empty balloon and follows the new host's target.
+
+Virtio hands thaw and restore to one restore() callback; the driver
+learns which from its own dev_pm_ops.restore_early(), which the PM core
+runs only for PMSG_RESTORE. The driver follows the balloon core of this
+tree (<linux/balloon.h>: the core lists and frees pages on migration, the
+driver only tells the device).
+
+hv_balloon is rewritten around a protocol core that validates every
+host message before use. When the VM offers S4
+(hv_is_hibernation_supported()) it answers every resize request with
+"nothing done" and only reports pressure; suspend closes the channel and
+resume negotiates a new session from an empty balloon.
+
+Patches:
+%(list)s
+
+Results
+-------
+Measured with QEMU TCG on 1 GiB Debian 6.1 and 6.12 guests with a
+512 MiB balloon; the same QEMU scenarios pass on Debian's build of this
+tree:
+
+ - the hibernation image is no larger with the balloon than without
+   (36245 pages without, 28610 with, on 6.12), where deflating at
+   freeze made the host back all 512 MiB first;
+ - restore drops the 512 MiB balloon in 93-160 ms;
+ - hibernate takes 1.8-2.4 s from "echo disk" to power-off, resume
+   6-9 s from QEMU start to a shell; ten cycles in a row keep data
+   checksums, MemTotal and the host's view (QMP query-balloon) right;
+ - inflate and deflate run at 90k-125k and 420k-580k pages/s, at least
+   as fast as the driver this replaces.
+
+Testing
+-------
+KUnit suites (patches 2 and 4): virtio_balloon against a fake device
+with real split virtqueues, hv_balloon against a fake host; both run
+under kunit.py with KASAN, UBSAN and lockdep on this tree. A QEMU
+harness hibernates real guests, resumes them in a new QEMU and checks
+checksums, MemTotal, QMP query-balloon and dmesg. checkpatch --strict
+reports no error or warning on any patch (its two CamelCase checks name
+the kernel's own __SetPageOffline() and __ClearPageOffline()). The
+series builds (W=1, drivers =m) after every patch; W=1 builds of
+drivers/virtio/ and drivers/hv/ with the drivers =y and =m, sparse
+(C=2) and kernel-doc add no warnings.
+"""
+
 # What the cover letter says about a target's backport, if it has one.
 BACKPORT_NOTES = {
     "6.1": """
@@ -394,18 +499,56 @@ returns int, as 6.1's struct hv_driver wants.
 }
 
 
+# -- targets -------------------------------------------------------------
+
+def _ver_key(s):
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", s)]
+
+
+def sid_target(log=None):
+    """The series (e.g. "7.2") of the newest linux-source in Debian sid,
+    fetched into $BS4_CACHE/sid if need be."""
+    sys.path.insert(0, TESTDIR)
+    import fetch_sid
+    return fetch_sid.fetch(log or (lambda m: print(m, file=sys.stderr)))[
+        "series"]
+
+
+def targets(log=None):
+    """Every target: Debian 12's two, then the newest sid kernel's."""
+    return DISTRO_TARGETS + (sid_target(log),)
+
+
+def upstream(target):
+    """The upstream-facing series is the one for sid's kernel."""
+    return target not in DISTRO_TARGETS
+
+
+def tarball(target):
+    """Debian's linux-source-@target tarball: installed, or unpacked from
+    sid by fetch_sid.py (the newest such unpack)."""
+    path = "/usr/src/linux-source-%s.tar.xz" % target
+    if os.path.exists(path):
+        return path
+    cands = sorted(glob.glob(os.path.join(
+        CACHE, "sid", "*", "root", "usr", "src",
+        "linux-source-%s.tar.xz" % target)), key=_ver_key)
+    if cands:
+        return cands[-1]
+    raise SystemExit("linux-source-%s missing: apt-get install it, or run "
+                     "tools/testing/balloon-s4/fetch_sid.py for sid's"
+                     % target)
+
+
 # -- commands ------------------------------------------------------------
 
 def prepare(target):
     """The pristine tree for @target, unpacked again when Debian's tarball
     changed since it was made."""
     tree = tree_dir(target)
-    tarball = "/usr/src/linux-source-%s.tar.xz" % target
-    if not os.path.exists(tarball):
-        raise SystemExit("%s missing: apt-get install linux-source-%s" %
-                         (tarball, target))
-    st = os.stat(tarball)
-    ident = "%s %d %d\n" % (tarball, st.st_size, int(st.st_mtime))
+    tarball_path = tarball(target)
+    st = os.stat(tarball_path)
+    ident = "%s %d %d\n" % (tarball_path, st.st_size, int(st.st_mtime))
     stamp = os.path.join(os.path.dirname(tree), "linux-%s.source" % target)
     if os.path.isdir(os.path.join(tree, ".git")) and \
             git(tree, "rev-parse", "-q", "--verify", "pristine",
@@ -417,7 +560,7 @@ def prepare(target):
     tmp = tree + ".unpack"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    subprocess.run(["tar", "-xf", tarball, "-C", tmp], check=True)
+    subprocess.run(["tar", "-xf", tarball_path, "-C", tmp], check=True)
     os.rename(os.path.join(tmp, "linux-source-" + target), tree)
     os.rmdir(tmp)
     git(tree, "init", "-q")
@@ -463,13 +606,49 @@ def generate(target, checks_note=None):
                         for i, (_, s, _) in enumerate(PATCHES))
     if checks_note is None:
         checks_note = BACKPORT_NOTES.get(target, "")
-    blurb = COVER % {"list": listing, "checks": checks_note}
+    if upstream(target):
+        blurb = UPSTREAM_COVER % {"list": listing}
+    else:
+        blurb = COVER % {"list": listing, "checks": checks_note}
     title, _, rest = blurb.partition("\n")
     text = text.replace("*** SUBJECT HERE ***", title)
     text = text.replace("*** BLURB HERE ***", rest.strip() + "\n")
     with open(cover, "w") as f:
         f.write(text)
+    if upstream(target):
+        add_recipients(tree, paths)
     return paths
+
+
+def recipients(tree, patches):
+    """(To, Cc) from the tree's scripts/get_maintainer.pl for @patches:
+    maintainers and reviewers, then mailing lists."""
+    base = ["perl", "scripts/get_maintainer.pl", "--no-rolestats",
+            "--no-git", "--no-git-fallback", "--no-substatus"]
+    out = []
+    for opts in (["--m", "--r", "--no-l"], ["--no-m", "--no-r", "--l"]):
+        r = subprocess.run(base + opts + patches, cwd=tree, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if r.returncode:
+            raise SystemExit("get_maintainer.pl failed:\n" + r.stderr)
+        out.append([ln.strip() for ln in r.stdout.splitlines()
+                    if "@" in ln])
+    return out
+
+
+def add_recipients(tree, paths):
+    """To: and Cc: headers, from get_maintainer.pl, on every mail."""
+    to, cc = recipients(tree, paths[1:])
+    hdr = ""
+    if to:
+        hdr += "To: " + ",\n    ".join(to) + "\n"
+    if cc:
+        hdr += "Cc: " + ",\n    ".join(cc) + "\n"
+    for p in paths:
+        with open(p) as f:
+            text = f.read()
+        with open(p, "w") as f:
+            f.write(text.replace("\nSubject: ", "\n" + hdr + "Subject: ", 1))
 
 
 def apply(target):
@@ -491,10 +670,13 @@ def apply(target):
 
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("prepare", "generate",
-                                                  "apply") \
-            or sys.argv[2] not in TARGETS:
+                                                  "apply"):
         raise SystemExit(__doc__)
     cmd, target = sys.argv[1:]
+    if target == "sid":
+        target = sid_target()
+    if target not in DISTRO_TARGETS:
+        tarball(target)
     if cmd == "prepare":
         print(prepare(target))
     elif cmd == "generate":

@@ -48,6 +48,6 @@ static bool hv_acpi_s4_offered(void)
  */
 bool hv_is_hibernation_supported(void)
 {
-	return !hv_root_partition && hv_acpi_s4_offered();
+	return !hv_root_partition() && hv_acpi_s4_offered();
 }
 EXPORT_SYMBOL_GPL(hv_is_hibernation_supported);

@@ -59,3 +59,10 @@ fi
 for h in /usr/include/libelf.h /usr/include/openssl/ssl.h; do
 	[ -e "$h" ] || { echo "deps: $h is missing (libelf-dev, libssl-dev)" >&2; exit 1; }
 done
+
+# The newest kernel in Debian sid (7.2 today), for its build tree, series,
+# KUnit and guest: fetched through a private apt list under $BS4_CACHE,
+# never the system's sources. A second run downloads nothing. Without a
+# network the tests that need it fail on their own; the rest still run.
+python3 "$(dirname "$0")/fetch_sid.py" >/dev/null ||
+	echo "deps: could not fetch the sid kernel (see above)" >&2

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The patch series in real kernel trees: the checks make check runs.
 
-For each target (Debian's linux-source 6.1 and 6.12): generate the series,
-git am it onto the pristine tree, checkpatch --strict every patch, build
-the touched directories with the drivers =y and =m under W=1, run sparse
-and kernel-doc on the project's files, and run the KUnit suites with
-kunit.py (KASAN, UBSAN and lockdep on). Trees and build directories live
+For each target (Debian's linux-source 6.1 and 6.12, and the newest
+linux-source in Debian sid, 7.2 today): generate the series, git am it
+onto the pristine tree, checkpatch --strict every patch, build the
+touched directories with the drivers =y and =m under W=1, run sparse and
+kernel-doc on the project's files, and run both KUnit suites in one
+kunit.py kernel (KASAN, UBSAN and lockdep on). The upstream-facing sid
+series is also built at every patch. Trees and build directories live
 under $BS4_CACHE so that a second run is incremental.
 """
 
@@ -21,6 +23,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "series"))
 
 import series                                        # noqa: E402
+import fetch_sid                                     # noqa: E402
 
 JOBS = str(os.cpu_count() or 2)
 
@@ -49,11 +52,14 @@ COMMON_OPTS = ["-e", "VIRTIO_MENU", "-e", "VIRTIO_PCI", "-e", "HIBERNATION",
                "-e", "COMPACTION", "-e", "HYPERVISOR_GUEST",
                "-e", "MEMORY_HOTPLUG", "-e", "VIRTIO_BALLOON_KUNIT_TEST",
                "-e", "HYPERV_BALLOON_KUNIT_TEST"]
+# HYPERV_VMBUS exists from 7.x on; olddefconfig drops it from older trees.
 BUILD_OPTS = {
     "y": COMMON_OPTS + ["-e", "KUNIT", "-e", "VIRTIO_BALLOON",
-                        "-e", "HYPERV", "-e", "HYPERV_BALLOON"],
+                        "-e", "HYPERV", "-e", "HYPERV_VMBUS",
+                        "-e", "HYPERV_BALLOON"],
     "m": COMMON_OPTS + ["-m", "KUNIT", "-m", "VIRTIO_BALLOON",
-                        "-m", "HYPERV", "-m", "HYPERV_BALLOON"],
+                        "-m", "HYPERV", "-m", "HYPERV_VMBUS",
+                        "-m", "HYPERV_BALLOON"],
 }
 
 # Debian's python3 has the modules checkpatch's spdxcheck.py needs.
@@ -62,13 +68,13 @@ SYS_ENV = dict(os.environ, PATH="/usr/bin:/bin:" + os.environ["PATH"])
 
 def kunit_timeout(bdir):
     """Seconds the KUnit kernel may run: twice what its last clean run
-    took, plus 30 s of slack for a loaded machine; 150 s when unknown. A
+    took, plus 30 s of slack for a loaded machine; 630 s when unknown. A
     wedged kernel then fails in about that time, not after 10 minutes."""
     try:
         with open(bdir + ".secs") as f:
             last = float(f.read())
     except (OSError, ValueError):
-        last = 60
+        last = 300
     return int(2 * last + 30)
 
 
@@ -100,6 +106,15 @@ class KernelChecks:
         self.record("series %s: git am" % t, ok, msg[-2000:])
         return paths if ok else None
 
+    def targets(self):
+        """Debian 12's targets, then sid's newest (fetched on demand; a
+        failure to fetch it is recorded, not fatal)."""
+        try:
+            return list(series.targets(self.log))
+        except (SystemExit, OSError, subprocess.SubprocessError) as e:
+            self.record("series sid: fetch the newest kernel", False, str(e))
+            return list(series.DISTRO_TARGETS)
+
     def target(self, t):
         """Every check for one target but KUnit."""
         paths = self.prepare(t)
@@ -108,9 +123,35 @@ class KernelChecks:
         self.checkpatch(t, paths[1:])
         for mode in ("y", "m"):
             self.build(t, mode)
+        if series.upstream(t):
+            self.every_patch(t, len(paths) - 1)
         self.kerneldoc(t)
         self.rst(t)
         return True
+
+    def every_patch(self, t, n):
+        """The upstream series builds (=m, W=1, no new warning in our
+        files) after each of its @n patches, not only at the end."""
+        tree = series.tree_dir(t)
+        obj = os.path.join(series.CACHE, "obj-%s" % t)
+        bad = []
+        t0 = time.monotonic()
+        try:
+            for i in range(n, 0, -1):
+                rev = "bs4~%d" % (i - 1)
+                series.git(tree, "checkout", "-q", rev)
+                rc, out = run(["make", "-C", tree, "O=" + obj, "-j" + JOBS,
+                               "W=1", "olddefconfig"] + BUILD_DIRS)
+                mine = [ln for ln in out.splitlines() if ours(ln) and
+                        re.search(r"\b(warning|error):", ln)]
+                if rc or mine:
+                    bad.append("after patch %d:\n%s" % (
+                        n - i + 1, "\n".join(mine[:10]) or out[-2000:]))
+        finally:
+            series.git(tree, "checkout", "-q", "bs4")
+        self.record("series %s: builds at every patch" % t, not bad,
+                    "\n".join(bad) if bad else "%d patches, %.0fs" % (
+                        n, time.monotonic() - t0))
 
     def checkpatch(self, t, patches):
         tree = series.tree_dir(t)
@@ -142,8 +183,14 @@ class KernelChecks:
         rc, out = run(["make", "-C", tree, "O=" + obj, "x86_64_defconfig"])
         if rc:
             return out
+        opts = list(BUILD_OPTS[mode])
+        # 7.x made HYPERV (the core) a bool; VMBus and the drivers are
+        # the modules there.
+        with open(os.path.join(tree, "drivers/hv/Kconfig")) as f:
+            if re.search(r"^config HYPERV\n\tbool", f.read(), re.M):
+                opts[opts.index("HYPERV") - 1] = "-e"
         rc, out = run([os.path.join(tree, "scripts/config"), "--file",
-                       os.path.join(obj, ".config")] + BUILD_OPTS[mode])
+                       os.path.join(obj, ".config")] + opts)
         if rc:
             return out
         rc, out = run(["make", "-C", tree, "O=" + obj, "olddefconfig"])
@@ -193,7 +240,8 @@ class KernelChecks:
         if mode != "y":
             return
         objs = [f[:-2] + ".o" for f in OUR_FILES if "/tests/" not in f]
-        rc, out = run(["make", "-C", tree, "O=" + obj, "C=2", "W=1"] + objs)
+        rc, out = run(["make", "-C", tree, "O=" + obj, "C=2", "W=1",
+                       "CHECK=" + self.checker(tree)] + objs)
         found = [ln for ln in out.splitlines()
                  if ours(ln) and re.search(r"(warning|error):", ln)]
         checked = [f for f in OUR_FILES if "/tests/" not in f and
@@ -203,6 +251,16 @@ class KernelChecks:
                     "%d files checked, %d warnings in our files%s" % (
                         len(checked), len(found),
                         ("\n" + "\n".join(found[:20])) if found else ""))
+
+    def checker(self, tree):
+        """Debian 12's sparse, or where @tree's kernel wants a newer one
+        (7.x checks for __typeof_unqual__), sid's, built from source."""
+        rc, out = run(["sh", os.path.join(tree, "scripts/checker-valid.sh"),
+                       "sparse"]) if os.path.exists(os.path.join(
+                           tree, "scripts/checker-valid.sh")) else (0, "1")
+        if rc == 0 and out.strip() == "1":
+            return "sparse"
+        return fetch_sid.sparse(self.log)
 
     def kerneldoc(self, t):
         tree = series.tree_dir(t)
@@ -229,61 +287,64 @@ class KernelChecks:
         self.record("rst %s" % t, not problems, "\n".join(problems))
 
     def kunit(self, t):
-        """kunit.py run for each suite; one recorded test per KTAP case."""
+        """One kunit.py kernel per target with both suites (kunit.py
+        merges repeated --kunitconfig); one recorded test per KTAP case,
+        and one for a kernel log free of sanitizer and lockdep reports."""
         tree = series.tree_dir(t)
-        for kc in KUNITCONFIGS:
-            suite = os.path.basename(os.path.dirname(os.path.dirname(kc)))
-            bdir = os.path.join(series.CACHE, "kunit-%s-%s" % (t, suite))
-            jpath = bdir + ".json"
-            if os.path.exists(jpath):
-                os.unlink(jpath)
-            t0 = time.monotonic()
-            rc, out = run([sys.executable, "tools/testing/kunit/kunit.py",
-                           "run", "--arch=x86_64", "--build_dir=" + bdir,
-                           "--kunitconfig=" + kc, "--jobs=" + JOBS,
-                           "--timeout=%d" % kunit_timeout(bdir),
-                           # An oops ends the VM at once (-no-reboot).
-                           "--kernel_args=oops=panic",
-                           "--kernel_args=panic=-1",
-                           "--json=" + jpath], cwd=tree,
-                          timeout=5400)
-            secs = time.monotonic() - t0
-            m = re.search(r"Elapsed time: .* ([\d.]+)s running", out)
-            if m and rc == 0:
-                with open(bdir + ".secs", "w") as f:
-                    f.write(m.group(1) + "\n")
-            self.times["kunit %s %s" % (t, kc)] = secs
-            with open(bdir + ".log", "w") as f:
-                f.write(out)
-            cases = []
-            if os.path.exists(jpath):
-                with open(jpath) as f:
-                    cases = list(_cases(json.load(f)))
-            if not cases:
-                tail = ""
-                if os.path.exists(os.path.join(bdir, "test.log")):
-                    with open(os.path.join(bdir, "test.log"),
-                              errors="replace") as f:
-                        tail = "\n".join(f.read().splitlines()[-40:])
-                self.record("kunit %s %s" % (t, kc), False,
-                            "no test results (rc %d)\n%s\n--- console tail "
-                            "---\n%s" % (rc, out[-3000:], tail))
-                continue
-            for name, status in cases:
-                self.record("kunit %s %s" % (t, name), status == "PASS",
-                            "" if status == "PASS" else
-                            "%s; see %s.log" % (status, bdir))
-            klog = ""
+        bdir = os.path.join(series.CACHE, "kunit-%s" % t)
+        jpath = bdir + ".json"
+        if os.path.exists(jpath):
+            os.unlink(jpath)
+        t0 = time.monotonic()
+        rc, out = run([sys.executable, "tools/testing/kunit/kunit.py",
+                       "run", "--arch=x86_64", "--build_dir=" + bdir]
+                      + ["--kunitconfig=" + kc for kc in KUNITCONFIGS]
+                      + ["--jobs=" + JOBS,
+                         "--timeout=%d" % kunit_timeout(bdir),
+                         # An oops ends the VM at once (-no-reboot).
+                         "--kernel_args=oops=panic",
+                         "--kernel_args=panic=-1",
+                         "--json=" + jpath],
+                      cwd=tree, timeout=5400)
+        secs = time.monotonic() - t0
+        m = re.search(r"Elapsed time: .* ([\d.]+)s running", out)
+        if m and rc == 0:
+            with open(bdir + ".secs", "w") as f:
+                f.write(m.group(1) + "\n")
+        self.times["kunit %s" % t] = secs
+        with open(bdir + ".log", "w") as f:
+            f.write(out)
+        cases = []
+        if os.path.exists(jpath):
+            with open(jpath) as f:
+                cases = list(_cases(json.load(f)))
+        if not cases:
+            tail = ""
             if os.path.exists(os.path.join(bdir, "test.log")):
                 with open(os.path.join(bdir, "test.log"),
                           errors="replace") as f:
-                    klog = f.read()
-            bad = [ln for ln in klog.splitlines() if BAD_KLOG.search(ln)]
-            self.record("kunit %s %s kernel log clean" % (t, suite),
-                        bool(klog) and not bad,
-                        "\n".join(bad[:20]) if klog else "no test.log")
-            self.log("  kunit %s %s: %d cases in %.0fs" % (t, kc, len(cases),
-                                                           secs))
+                    tail = "\n".join(f.read().splitlines()[-40:])
+            self.record("kunit %s" % t, False,
+                        "no test results (rc %d)\n%s\n--- console tail "
+                        "---\n%s" % (rc, out[-3000:], tail))
+            return
+        for name, status in cases:
+            self.record("kunit %s %s" % (t, name), status == "PASS",
+                        "" if status == "PASS" else
+                        "%s; see %s.log" % (status, bdir))
+        suites = {n.split(".")[0] for n, _ in cases}
+        if len(suites) < len(KUNITCONFIGS):
+            self.record("kunit %s: every suite ran" % t, False,
+                        "only %s" % ", ".join(sorted(suites)))
+        klog = ""
+        if os.path.exists(os.path.join(bdir, "test.log")):
+            with open(os.path.join(bdir, "test.log"),
+                      errors="replace") as f:
+                klog = f.read()
+        bad = [ln for ln in klog.splitlines() if BAD_KLOG.search(ln)]
+        self.record("kunit %s kernel log clean" % t, bool(klog) and not bad,
+                    "\n".join(bad[:20]) if klog else "no test.log")
+        self.log("  kunit %s: %d cases in %.0fs" % (t, len(cases), secs))
 
 
 def _cases(node, prefix=None):

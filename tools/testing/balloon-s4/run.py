@@ -28,6 +28,7 @@ import scenarios                                     # noqa: E402
 import kernel_checks                                 # noqa: E402
 import deb                                           # noqa: E402
 import distro                                        # noqa: E402
+import fetch_sid                                     # noqa: E402
 
 # What an out-of-tree build needs from the repository.
 SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
@@ -52,14 +53,42 @@ def header_trees():
     return trees
 
 
+_SID = {}
+
+
+def sid_kernel():
+    """fetch_sid's answer for the newest sid kernel, fetched once per run;
+    None (after logging why) when it cannot be had."""
+    if "info" not in _SID:
+        try:
+            _SID["info"] = fetch_sid.fetch(log)
+        except (SystemExit, OSError, subprocess.SubprocessError) as e:
+            log("sid kernel unavailable: %s" % e)
+            _SID["info"] = None
+    return _SID["info"]
+
+
 def guest_kernel(series):
-    """The newest Debian @series kernel whose headers are installed."""
+    """The newest Debian @series kernel whose headers are installed; for
+    "sid", the newest kernel in Debian sid (fetch_sid.py)."""
+    if series == "sid":
+        info = sid_kernel()
+        if not info:
+            raise SystemExit("no sid kernel: see fetch_sid.py")
+        return info["kver"]
     for path in sorted(glob.glob("/boot/vmlinuz-%s.*-amd64" % series),
                        key=_ver_key, reverse=True):
         kver = path[len("/boot/vmlinuz-"):]
         if os.path.isdir("/usr/src/linux-headers-%s" % kver):
             return kver
     raise SystemExit("no Debian %s kernel with headers: run deps.sh" % series)
+
+
+def _vermagic(ko):
+    """The vermagic of module file @ko (compressed or not)."""
+    data = vm._read_module(ko)
+    m = re.search(rb"\0vermagic=([^\0]*)\0", data)
+    return m.group(1).decode() if m else None
 
 
 def copy_sources(dest):
@@ -134,28 +163,64 @@ class Runner:
             self.record("build %s W=1" % kver, ok and not warns, detail)
             if ok:
                 kos[kver] = ko
+        info = sid_kernel()
+        if not info:
+            self.record("build sid W=1", False, "no sid kernel tree")
+            return kos
+        out = os.path.join(self.build_dir, "kbuild", info["kver"])
+        ok, warns, text, ko = build_module(info["kdir"], out)
+        detail = "%d warnings (virtio_balloon, hv_balloon, hv_s4)" % \
+            len(warns)
+        if ok:
+            # The kernel refuses a module whose vermagic differs.
+            theirs = glob.glob(os.path.join(info["modules"], "kernel/drivers/"
+                                            "virtio/virtio_balloon.ko*"))[0]
+            vm_ours = _vermagic(ko)
+            vm_theirs = _vermagic(theirs)
+            if vm_ours != vm_theirs:
+                ok = False
+                detail = "vermagic '%s', the kernel's modules have '%s'" % (
+                    vm_ours, vm_theirs)
+            else:
+                detail += ", vermagic '%s'" % vm_ours
+        else:
+            detail = "build failed:\n" + text[-3000:]
+        if warns:
+            detail += ":\n" + "\n".join(warns[:20])
+        self.record("build %s W=1" % info["kver"], ok and not warns, detail)
+        if ok:
+            kos[info["kver"]] = ko
         return kos
 
     def guest_image(self, series, kos):
-        """(kernel, initramfs) for a Debian @series guest, built on demand."""
+        """(kernel, initramfs) for a Debian @series guest, built on demand;
+        series "sid" is the newest sid kernel, unpacked under BS4_CACHE."""
         kver = guest_kernel(series)
+        if series == "sid":
+            info = sid_kernel()
+            kdir, modroot = info["kdir"], info["modules"]
+            vmlinuz = info["vmlinuz"]
+        else:
+            kdir = "/usr/src/linux-headers-%s" % kver
+            modroot = "/lib/modules/%s" % kver
+            vmlinuz = "/boot/vmlinuz-%s" % kver
         if kver not in kos:
             out = os.path.join(self.build_dir, "kbuild", kver)
-            ok, _, text, ko = build_module("/usr/src/linux-headers-%s" % kver,
-                                           out)
+            ok, _, text, ko = build_module(kdir, out)
             if not ok:
                 raise SystemExit("cannot build for the guest:\n" + text)
             kos[kver] = ko
         initrd = os.path.join(self.build_dir, "initrd-%s.gz" % kver)
         if not os.path.exists(initrd):
             # By path: modules.dep may name an updates/ or DKMS copy.
-            intree = glob.glob("/lib/modules/%s/kernel/drivers/virtio/"
-                               "virtio_balloon.ko*" % kver)[0]
+            intree = glob.glob("%s/kernel/drivers/virtio/"
+                               "virtio_balloon.ko*" % modroot)[0]
             extra = [os.path.join(os.path.dirname(kos[kver]), "..", "..",
                                   "hv_s4.ko")]
             vm.build_initramfs(initrd, kver, kos[kver], intree,
-                               [e for e in extra if os.path.exists(e)])
-        return "/boot/vmlinuz-%s" % kver, initrd
+                               [e for e in extra if os.path.exists(e)],
+                               modroot=modroot)
+        return vmlinuz, initrd
 
     def guest_setup(self, kos):
         for old in glob.glob(os.path.join(self.build_dir, "initrd-*.gz")):
@@ -171,11 +236,29 @@ class Runner:
         return guest_kernel("6.1"), make_guest
 
     def scenarios(self, make_guest, only=None):
-        ctx = scenarios.Ctx(make_guest, log)
-        for fn in scenarios.SCENARIOS:
-            name = fn.__name__
-            if only and name not in only:
+        """The scenarios on their own kernels, then those of
+        scenarios.OTHER_KERNELS again on the kernel named there. A pair is
+        recorded, and picked with --only, as NAME@SERIES; --only SERIES
+        picks every pair of that series."""
+        runs = [(fn, fn.__name__, None) for fn in scenarios.SCENARIOS
+                if not only or fn.__name__ in only]
+        by_name = {fn.__name__: fn for fn in scenarios.SCENARIOS}
+        for name, series in getattr(scenarios, "OTHER_KERNELS", []):
+            label = "%s@%s" % (name, series)
+            if only and label not in only and series not in only:
                 continue
+            runs.append((by_name[name], label, series))
+        metrics = {}
+        for fn, name, series in runs:
+            if series is None:
+                ctx = scenarios.Ctx(make_guest, log)
+            else:
+                try:
+                    guest_kernel(series)
+                except SystemExit as e:
+                    self.record(name, False, str(e))
+                    continue
+                ctx = scenarios.Ctx(self._on_kernel(make_guest, series), log)
             t0 = time.monotonic()
             try:
                 fn(ctx)
@@ -188,11 +271,23 @@ class Runner:
                 self.record(name, False, traceback.format_exc())
             finally:
                 ctx.close()
-        return ctx.metrics
+            prefix = "" if series is None else guest_kernel(series) + ": "
+            metrics.update({prefix + k: v for k, v in ctx.metrics.items()})
+        return metrics
+
+    @staticmethod
+    def _on_kernel(make_guest, series):
+        """make_guest() for guests that all boot the @series kernel,
+        whatever kernel the scenario itself asks for."""
+        def make(name, **kw):
+            kw["series"] = series
+            return make_guest("%s@%s" % (name, series), **kw)
+        return make
 
     def dkms(self):
         """DKMS add/build/install for Debian's 6.1 kernel, checked with
-        modinfo, then removed again; a build-only pass for 6.12."""
+        modinfo, then removed again; build-only passes for 6.12 and for
+        sid's kernel (against fetch_sid.py's prepared tree)."""
         conf = open(os.path.join(ROOT, "dkms.conf")).read()
         name = re.search(r'^PACKAGE_NAME="(.*)"', conf, re.M).group(1)
         ver = re.search(r'^PACKAGE_VERSION="(.*)"', conf, re.M).group(1)
@@ -248,6 +343,20 @@ class Runner:
                         "; ".join(problems) or "%s %s" % (want, ver))
             rc, out = sh("dkms", "build", pkg, "-k", k612)
             self.record("dkms build 6.12", rc == 0, out[-2000:] if rc else "")
+            # sid's kernel is not installed: DKMS builds against the tree
+            # fetch_sid.py prepared for it.
+            info = sid_kernel()
+            if not info:
+                self.record("dkms build sid", False, "no sid kernel tree")
+                return
+            rc, out = sh("dkms", "build", pkg, "-k", info["kver"],
+                         "--kernelsourcedir", info["kdir"])
+            built = glob.glob("/var/lib/dkms/%s/%s/%s/*/module/*.ko*" % (
+                name, ver, info["kver"]))
+            self.record("dkms build %s" % info["kver"], rc == 0 and
+                        len(built) == 3, out[-2000:] if rc else
+                        "%d modules: %s" % (len(built), " ".join(
+                            sorted(os.path.basename(b) for b in built))))
         finally:
             clean()
 
@@ -284,12 +393,12 @@ def cmd_check(args):
     r = Runner(args.build_dir)
     kc = kernel_checks.KernelChecks(r.record, log)
     if args.only and "kunit" in args.only:
-        for t in ("6.1", "6.12"):
+        for t in kc.targets():
             if kc.prepare(t):
                 kc.kunit(t)
         return r.summary()
     if not args.only or "kernel" in args.only:
-        for t in ("6.1", "6.12"):
+        for t in kc.targets():
             if kc.target(t):
                 kc.kunit(t)
         r.dkms()

@@ -788,5 +788,11 @@ SCENARIOS = [
     s12_same_host_target_change,
 ]
 
-__all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "check_logs",
-           "HALF_MB", "MEM_MB"]
+# The core scenarios again on another guest kernel, as (scenario, series):
+# "sid" is the newest kernel in Debian sid (run.py records NAME@sid).
+OTHER_KERNELS = [(name, "sid") for name in (
+    "s1_inflate_deflate", "s2_hibernate_cycle", "s3_restore_nonzero_target",
+    "s4_pm_test_devices", "s5_ten_cycles", "s6_unload_inflated")]
+
+__all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "OTHER_KERNELS",
+           "check_logs", "HALF_MB", "MEM_MB"]

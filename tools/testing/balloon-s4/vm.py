@@ -133,10 +133,11 @@ class HostBalloon:
                  len(self.reinflated), self.unknown_deflates, self.actual))
 
 
-def module_load_order(kver, wanted):
-    """Paths (under /lib/modules/@kver) of @wanted and their dependencies,
-    dependencies first. Modules built into the kernel are left out."""
-    base = "/lib/modules/%s" % kver
+def module_load_order(kver, wanted, base=None):
+    """Paths (under @base, default /lib/modules/@kver) of @wanted and their
+    dependencies, dependencies first. Modules built into the kernel are
+    left out."""
+    base = base or "/lib/modules/%s" % kver
     deps = {}
     with open(os.path.join(base, "modules.dep")) as f:
         for line in f:
@@ -200,10 +201,13 @@ class _Cpio:
         return self.buf.getvalue()
 
 
-def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=()):
+def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=(),
+                    modroot=None):
     """Write a gzip'd initramfs for Debian kernel @kver to @out.
 
     @extra_kos are loaded at every fresh boot, before the balloon driver.
+    @modroot is the kernel's module directory when it is not
+    /lib/modules/@kver (a kernel unpacked elsewhere).
     """
     cp = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules",
@@ -214,7 +218,7 @@ def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=()):
     with open(os.path.join(HERE, "init"), "rb") as f:
         cp.file("init", f.read(), 0o755)
     order = []
-    for path in module_load_order(kver, GUEST_MODULES):
+    for path in module_load_order(kver, GUEST_MODULES, modroot):
         name = re.sub(r"\.ko(\.\w+)?$", ".ko", os.path.basename(path))
         cp.file("lib/modules/" + name, _read_module(path))
         order.append(name)
@@ -616,8 +620,15 @@ class Guest:
         return self.sh("dmesg")
 
     def need_to_copy(self, run=None):
-        """Pages the kernel put in the image written during QEMU run @run."""
-        m = re.findall(r"Need to copy (\d+) pages", self.console_text(run))
+        """Pages the kernel put in the image written during QEMU run @run.
+
+        7.x prints "Need to copy" only with pm_debug_messages; there the
+        count the swap writer logs (the same pages plus the image's few
+        metadata pages) stands in for it.
+        """
+        text = self.console_text(run)
+        m = re.findall(r"Need to copy (\d+) pages", text) or \
+            re.findall(r"saving image data \((\d+) pages\)", text)
         if not m:
             raise GuestError("no 'Need to copy' line in console %s" % run)
         return int(m[-1])
