@@ -86,6 +86,7 @@
 
 #include <linux/balloon_compaction.h>
 #include <linux/debugfs.h>
+#include <linux/device.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
@@ -94,12 +95,11 @@
 #include <linux/page_reporting.h>
 #include <linux/poison.h>
 #include <linux/pm.h>
-#include <linux/pm_wakeup.h>
-#include <linux/sched.h>
-#include <linux/suspend.h>
 #include <linux/scatterlist.h>
+#include <linux/sched.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/suspend.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
