@@ -831,6 +831,7 @@ static void vb_test_hint_freeze_reclaims(struct kunit *test)
 static void vbt_new_host(struct vbt_host *h, u32 target)
 {
 	xa_destroy(&h->held);
+	h->new_vm = true;
 	h->config.num_pages = cpu_to_le32(target);
 	h->config.actual = 0;
 }
