@@ -996,20 +996,23 @@ static void vb_test_restore_owed_across_failed_transport(struct kunit *test)
 {
 	struct vbt_host *h = vbt_inflate_freeze(test, 0, 1000);
 	struct vb_dev *vb = vbt_vb(h);
-	unsigned long total = totalram_pages();
 
-	vbt_new_host(h, 0);
+	/* The new host wants the same size: only the drop can tell it. */
+	vbt_new_host(h, 1000 * VB_BPAGES_PER_PAGE);
 	vb_pm_restore_early(&h->vdev.dev);
 	/* The transport gave up; the device stays frozen. Next S4: */
 	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
 	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);	/* a thaw */
 	vbt_finish_drop(test, h);
+	vbt_settle(h);
 
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_THAWED], 1);
-	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
-	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORE_DROPPED],
+			1000 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 1000 * VB_BPAGES_PER_PAGE);
-	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 1000);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), 1000 * VB_BPAGES_PER_PAGE);
 }
 
 struct vbt_freezer {
