@@ -372,7 +372,7 @@ static void vbt_untold(struct vbt_host *h)
 static void vbt_witness(struct kunit *test, struct vbt_host *h)
 {
 	struct vb_dev *vb = vbt_vb(h);
-	unsigned long guest = 0, missing = 0;
+	unsigned long guest = 0, missing = 0, flags;
 	struct page *page;
 	unsigned int i;
 
@@ -383,6 +383,8 @@ static void vbt_witness(struct kunit *test, struct vbt_host *h)
 	if (!vb || vb->state != VB_STATE_RUNNING)
 		return;
 	mutex_lock(&vb->lock);
+	/* Compaction isolates pages under pages_lock alone. */
+	spin_lock_irqsave(&vb->b_dev_info.pages_lock, flags);
 	list_for_each_entry(page, &vb->b_dev_info.pages, lru) {
 		unsigned long pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
 
@@ -391,6 +393,7 @@ static void vbt_witness(struct kunit *test, struct vbt_host *h)
 			missing += !xa_load(&h->held, pfn + i);
 		}
 	}
+	spin_unlock_irqrestore(&vb->b_dev_info.pages_lock, flags);
 	KUNIT_EXPECT_EQ(test, vb->b_dev_info.isolated_pages, 0UL);
 	KUNIT_EXPECT_EQ(test, guest, (unsigned long)vb->num_bpages);
 	KUNIT_EXPECT_EQ_MSG(test, missing, 0UL,
