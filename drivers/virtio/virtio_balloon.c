@@ -86,6 +86,7 @@
 
 #include <linux/balloon.h>
 #include <linux/debugfs.h>
+#include <linux/device.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
@@ -94,12 +95,11 @@
 #include <linux/page_reporting.h>
 #include <linux/poison.h>
 #include <linux/pm.h>
-#include <linux/pm_wakeup.h>
-#include <linux/sched.h>
-#include <linux/suspend.h>
 #include <linux/scatterlist.h>
+#include <linux/sched.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/suspend.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
@@ -257,6 +257,8 @@ static const u16 vb_stat_tags[] = {
  * @handing_back: between PM_RESTORE_PREPARE and PM_POST_RESTORE, in the
  *	kernel that loads an image: hold nothing; protected by @lock.
  * @drop_start: when the restore callback began; protected by @lock.
+ * @drop_work_start: when the balloon work began the drop; protected by
+ *	@lock.
  * @pm_restoring: the PM core announced PMSG_RESTORE since the last freeze;
  *	written by vb_pm_restore_early() and read by vb_restore(), which the
  *	PM core runs one after the other. Only names the transition in
@@ -305,6 +307,7 @@ struct vb_dev {
 	bool drop_owed;
 	bool handing_back;
 	ktime_t drop_start;
+	ktime_t drop_work_start;
 	unsigned int drop_bpages;
 	bool pm_restoring;
 	struct notifier_block pm_nb;
@@ -673,8 +676,9 @@ static int vb_stats_post(struct vb_dev *vb)
  * its pages are freed, and actual follows each batch, so the host and the
  * guest agree at every moment while the drop is under way. Once the
  * balloon is empty, logs how long the whole drop took from the restore
- * callback on, clears vb->drop_owed and posts the statistics buffer that
- * vb_start_users() held back.
+ * callback on and how long the batches themselves took, clears
+ * vb->drop_owed and posts the statistics buffer that vb_start_users()
+ * held back.
  *
  * Context: vb->lock held.
  */
@@ -683,6 +687,8 @@ static void vb_drop_step(struct vb_dev *vb)
 	unsigned int done;
 
 	lockdep_assert_held(&vb->lock);
+	if (!vb->drop_work_start)
+		vb->drop_work_start = ktime_get();
 	if (vb->num_bpages) {
 		done = vb_deflate_locked(vb, vb->num_bpages, true);
 		vb->drop_bpages += done;
@@ -691,9 +697,10 @@ static void vb_drop_step(struct vb_dev *vb)
 	}
 	vb->drop_owed = false;
 	dev_info(&vb->vdev->dev,
-		 "restore: returned %u MiB of ballooned memory to the guest in %lld us\n",
+		 "restore: returned %u MiB of ballooned memory to the guest in %lld us (batches: %lld us)\n",
 		 vb->drop_bpages / VB_BPAGES_PER_MB,
-		 ktime_us_delta(ktime_get(), vb->drop_start));
+		 ktime_us_delta(ktime_get(), vb->drop_start),
+		 ktime_us_delta(ktime_get(), vb->drop_work_start));
 
 	/* The host's first statistics after a restore show the balloon gone. */
 	if (vb->vqs[VB_VQ_STATS]) {
@@ -1559,6 +1566,7 @@ static int vb_restore(struct virtio_device *vdev)
 	vb->counters[restoring ? VB_CNT_RESTORED : VB_CNT_THAWED]++;
 	if (vb->drop_owed) {
 		vb->drop_start = start;
+		vb->drop_work_start = 0;
 		vb->drop_bpages = 0;
 	}
 	/* Until the drop is done, the host is owed the count the guest holds. */
