@@ -37,10 +37,12 @@
  * The channel callback runs in softirq context. hv_dm_receive() only copies
  * each packet to @rx_queue (under @rx_lock, a spinlock) and queues
  * @rx_work, which handles the messages in order, in process context, under
- * @lock. @lock (a mutex) protects the session state and all bookkeeping;
- * it is never held while waiting for the host, so a response can always
- * be handled. Lock order: @lock, then @rx_lock. Status reports come from
- * @status_work on the freezable workqueue and read counters only.
+ * @lock. @lock (a mutex) protects the session state and all bookkeeping.
+ * A response may wait under @lock for room in the ring; the host empties
+ * the ring whatever the guest does, and host messages reach @rx_queue
+ * without @lock, so that wait ends. Lock order: @lock, then @rx_lock.
+ * Status reports come from @status_work on the freezable workqueue, read
+ * counters only and never wait for the ring (see hv_dm_post_status()).
  *
  * Hibernation
  * -----------
@@ -1564,19 +1566,28 @@ static u64 hv_dm_committed(struct hv_dm *dm, const struct hv_dm_meminfo *mi)
 /*
  * The host wants available and committed memory. The page file field
  * carries free swap, the only swap figure modules can read.
+ *
+ * A report that finds the ring full is skipped, not retried: the next one
+ * follows a second later, and this runs from freezable work, which the
+ * freezer waits for; retrying until the host made room could hold up a
+ * suspend for as long as the host leaves the ring full.
  */
 static void hv_dm_post_status(struct hv_dm *dm)
 {
 	struct hv_dm_status status = {};
 	struct hv_dm_meminfo mi;
+	int ret;
 
 	dm->ops->meminfo(dm, &mi);
 	hv_dm_hdr_init(dm, &status.hdr, HV_DM_STATUS_REPORT, sizeof(status));
 	status.num_avail = mi.avail;
 	status.num_committed = hv_dm_committed(dm, &mi);
 	status.page_file_size = mi.swap_free;
-	if (!hv_dm_send(dm, &status))
+	ret = dm->ops->send(dm, &status, status.hdr.size);
+	if (!ret)
 		hv_dm_count(dm, HV_DM_C_STATUS, 1);
+	else if (ret != -EAGAIN)
+		pr_err_ratelimited("cannot send a status report: %d\n", ret);
 }
 
 /*

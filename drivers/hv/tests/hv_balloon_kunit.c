@@ -958,6 +958,28 @@ static void hv_balloon_test_status(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, st->num_avail, 200000ULL);
 }
 
+/*
+ * A status report that finds the ring full is skipped at once: it runs
+ * from freezable work, and waiting for the host would hold up a suspend.
+ */
+static void hv_balloon_test_status_ring_full(struct kunit *test)
+{
+	struct hvb_fake *f = hvb_ready(test, false);
+	unsigned int sent;
+
+	cancel_delayed_work_sync(&f->dm.status_work);
+	sent = hvb_count(f, HV_DM_STATUS_REPORT);
+	f->full_type = HV_DM_STATUS_REPORT;
+	f->full_tries = 3;
+	hv_dm_post_status(&f->dm);
+	KUNIT_EXPECT_EQ(test, f->full_seen, 1U);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_STATUS_REPORT), sent);
+
+	f->full_type = 0;
+	hv_dm_post_status(&f->dm);
+	KUNIT_EXPECT_EQ(test, hvb_count(f, HV_DM_STATUS_REPORT), sent + 1);
+}
+
 /* The channel takes the largest message a host sends: 510 ranges. */
 static void hv_balloon_test_large_message(struct kunit *test)
 {
@@ -1220,6 +1242,7 @@ static struct kunit_case hv_balloon_test_cases[] = {
 	KUNIT_CASE(hv_balloon_test_negotiate_other_trans_ids),
 	KUNIT_CASE_PARAM(hv_balloon_test_malformed, hvb_bad_gen_params),
 	KUNIT_CASE(hv_balloon_test_status),
+	KUNIT_CASE(hv_balloon_test_status_ring_full),
 	KUNIT_CASE(hv_balloon_test_large_message),
 	KUNIT_CASE(hv_balloon_test_hot_add_continues),
 	KUNIT_CASE(hv_balloon_test_hot_add_result),
