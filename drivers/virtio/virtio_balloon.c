@@ -84,6 +84,7 @@
  * cancel_work_sync() in vb_stop_users().
  */
 
+#include <linux/atomic.h>
 #include <linux/balloon.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
@@ -242,6 +243,8 @@ static const u16 vb_stat_tags[] = {
  * @hint_work: runs free page hinting (freezable); the only user of the
  *	free page queue while the device runs.
  * @hint_cmd: the command id the last hint run reported; only @hint_work.
+ * @hint_changed: the device announced a config change that @hint_work has
+ *	not read yet; set by vb_hint_changed(), cleared by @hint_work.
  * @hint_start: buffer for the command id that opens a run; only @hint_work.
  * @hint_stop: buffer for VIRTIO_BALLOON_CMD_ID_STOP; only @hint_work.
  * @hint_lock: protects @hint_held, @hint_nr_held and @hint_blocks.
@@ -293,6 +296,7 @@ struct vb_dev {
 
 	struct work_struct hint_work;
 	u32 hint_cmd;
+	atomic_t hint_changed;
 	__virtio32 hint_start;
 	__virtio32 hint_stop;
 	spinlock_t hint_lock;		/* protects the three below */
@@ -824,6 +828,12 @@ out:
  * the reserve inflating keeps free, the OOM notifier takes held blocks
  * back at once, and freeze stops a run and reclaims every block once the
  * device is reset.
+ *
+ * The command id is only worth reading when the device has announced a
+ * config change. QEMU reports 0, which is VIRTIO_BALLOON_CMD_ID_STOP, for
+ * as long as a run it has accepted is going on: a run that polled the
+ * field would end as soon as the device took its command id, before it
+ * hinted anything.
  */
 #define VB_HINT_ORDER		pageblock_order
 #define VB_HINT_GFP		(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN | \
@@ -954,9 +964,12 @@ static int vb_hint_one(struct vb_dev *vb)
 	return 0;
 }
 
+/* The run for @cmd must end: the device was stopped or changed the id. */
 static bool vb_hint_stopping(struct vb_dev *vb, u32 cmd)
 {
-	return READ_ONCE(vb->stopped) || vb_hint_cmd_id(vb) != cmd;
+	if (READ_ONCE(vb->stopped))
+		return true;
+	return atomic_xchg(&vb->hint_changed, 0) && vb_hint_cmd_id(vb) != cmd;
 }
 
 /* One hint run for command id @cmd; see "Free page hinting" above. */
@@ -993,7 +1006,11 @@ static void vb_hint_run(struct vb_dev *vb, u32 cmd)
 static void vb_hint_work(struct work_struct *work)
 {
 	struct vb_dev *vb = container_of(work, struct vb_dev, hint_work);
-	u32 cmd = vb_hint_cmd_id(vb);
+	u32 cmd;
+
+	/* Cleared before the read, so a change after it queues a new look. */
+	atomic_xchg(&vb->hint_changed, 0);
+	cmd = vb_hint_cmd_id(vb);
 
 	/* Late returns from an earlier run go straight back. */
 	vb_hint_reap(vb, false);
@@ -1012,6 +1029,7 @@ static void vb_hint_changed(struct vb_dev *vb)
 
 	if (!vb->vqs[VB_VQ_FREE_PAGE])
 		return;
+	atomic_set(&vb->hint_changed, 1);
 	spin_lock_irqsave(&vb->stop_lock, flags);
 	if (!vb->stopped)
 		queue_work(system_freezable_wq, &vb->hint_work);

@@ -68,7 +68,7 @@ struct vbt_host {
 	u32 hint_cmds[8];		/* command ids sent, in order */
 	unsigned int nr_hint_cmds;
 	unsigned int hint_blocks;	/* free page blocks hinted */
-	unsigned int hint_stop_after;	/* write STOP after so many blocks */
+	unsigned int hint_stop_after;	/* announce STOP after so many blocks */
 	bool hint_keep;			/* never return hinted blocks */
 	unsigned int hint_bad;		/* hinted blocks the guest had freed */
 
@@ -122,6 +122,22 @@ static void vbt_take_pfns(struct vbt_host *h, int role, const __virtio32 *p,
 	}
 }
 
+/*
+ * A command id on the free page queue. Like QEMU, the host shows 0 (STOP)
+ * in the config once it has taken the id it asked for, without a config
+ * change: a run must not take that for the end.
+ */
+static void vbt_take_hint_cmd(struct vbt_host *h, const __virtio32 *buf)
+{
+	u32 cmd = virtio32_to_cpu(&h->vdev, *buf);
+
+	if (h->nr_hint_cmds < ARRAY_SIZE(h->hint_cmds))
+		h->hint_cmds[h->nr_hint_cmds++] = cmd;
+	if (cmd == le32_to_cpu(h->config.free_page_hint_cmd_id))
+		h->config.free_page_hint_cmd_id =
+			cpu_to_le32(VIRTIO_BALLOON_CMD_ID_STOP);
+}
+
 /* The host: handle every new buffer on @vq, then interrupt. */
 static bool vbt_notify(struct virtqueue *vq)
 {
@@ -152,14 +168,15 @@ static bool vbt_notify(struct virtqueue *vq)
 			if (virtio16_to_cpu(vq->vdev, d->flags) & VRING_DESC_F_WRITE) {
 				if (!page_ref_count(virt_to_page(buf)))
 					h->hint_bad++;
-				if (++h->hint_blocks == h->hint_stop_after)
+				if (++h->hint_blocks == h->hint_stop_after) {
 					h->config.free_page_hint_cmd_id =
 						cpu_to_le32(VIRTIO_BALLOON_CMD_ID_STOP);
+					vb_config_changed(&h->vdev);
+				}
 				if (h->hint_keep)
 					continue;
-			} else if (h->nr_hint_cmds < ARRAY_SIZE(h->hint_cmds)) {
-				h->hint_cmds[h->nr_hint_cmds++] =
-					virtio32_to_cpu(vq->vdev, *(__virtio32 *)buf);
+			} else {
+				vbt_take_hint_cmd(h, buf);
 			}
 		} else if (role == VB_VQ_STATS) {
 			h->nr_stats = min_t(u32, len / sizeof(h->stats[0]),
@@ -702,8 +719,10 @@ static void vb_test_hint_queue_order(struct kunit *test)
 }
 
 /*
- * A hint run: the command id, free blocks until the host says STOP, the
- * STOP id to close the run, and every block back in the allocator after.
+ * A hint run: the command id, free blocks until the host announces STOP
+ * (the field reads STOP from the moment the host took the id, as with
+ * QEMU), the STOP id to close the run, and every block back in the
+ * allocator after.
  * The same id does not start a second run; DONE ends the hinting.
  */
 static void vb_test_hint_run(struct kunit *test)
