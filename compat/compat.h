@@ -125,6 +125,40 @@ static inline int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 #endif
 
 /*
+ * 7.x counts the pages reclaim scanned and took (PGSCAN_*, PGSTEAL_*) per
+ * node, as node statistics; older kernels count them as vm events, and
+ * global_node_page_state() of those names would read unrelated node
+ * counters. virtio_balloon reads them as 7.x does; for older kernels the
+ * four names are routed to the vm event counters. The names are compared
+ * as strings, which the compiler folds, so every other node statistic
+ * still goes to the kernel's own global_node_page_state(); the casts keep
+ * the branch not taken from converting one enum to the other.
+ */
+#if defined(COMPAT_VIRTIO_BALLOON) && !defined(COMPAT_HAVE_NODE_RECLAIM_STATS)
+#include <linux/vmstat.h>
+
+static inline unsigned long __compat_vm_event(enum vm_event_item item)
+{
+	unsigned long sum = 0;
+	int cpu;
+
+	for_each_online_cpu(cpu)
+		sum += per_cpu(vm_event_states, cpu).event[item];
+	return sum;
+}
+
+#define __compat_reclaim_event(name)				\
+	(!__builtin_strcmp(name, "PGSCAN_KSWAPD") ||		\
+	 !__builtin_strcmp(name, "PGSCAN_DIRECT") ||		\
+	 !__builtin_strcmp(name, "PGSTEAL_KSWAPD") ||		\
+	 !__builtin_strcmp(name, "PGSTEAL_DIRECT"))
+
+#define global_node_page_state(item)					\
+	(__compat_reclaim_event(#item) ? __compat_vm_event((int)(item)) :	\
+	 (global_node_page_state)((int)(item)))
+#endif
+
+/*
  * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
  * older kernels spell it kzalloc(sizeof(*p), gfp).
  */

@@ -648,11 +648,14 @@ static void vb_stats_fill(struct vb_dev *vb)
 	val[9] = htlb_fail;
 	val[10] = ev[OOM_KILL];
 	val[11] = stall;
-	/* The uapi defines the scan and reclaim tags in bytes. */
-	val[12] = (u64)ev[PGSCAN_KSWAPD] << PAGE_SHIFT;
-	val[13] = (u64)ev[PGSCAN_DIRECT] << PAGE_SHIFT;
-	val[14] = (u64)ev[PGSTEAL_KSWAPD] << PAGE_SHIFT;
-	val[15] = (u64)ev[PGSTEAL_DIRECT] << PAGE_SHIFT;
+	/*
+	 * The uapi defines the scan and reclaim tags in bytes. Reclaim counts
+	 * these per node, not as vm events.
+	 */
+	val[12] = (u64)global_node_page_state(PGSCAN_KSWAPD) << PAGE_SHIFT;
+	val[13] = (u64)global_node_page_state(PGSCAN_DIRECT) << PAGE_SHIFT;
+	val[14] = (u64)global_node_page_state(PGSTEAL_KSWAPD) << PAGE_SHIFT;
+	val[15] = (u64)global_node_page_state(PGSTEAL_DIRECT) << PAGE_SHIFT;
 	BUILD_BUG_ON(ARRAY_SIZE(val) != 16);
 
 	for (i = 0; i < VB_NR_STATS; i++) {

@@ -591,27 +591,30 @@ static void vb_test_stats_encoding(struct kunit *test)
 /* The last four tags count pages scanned and reclaimed, but in bytes. */
 static void vb_test_stats_reclaim_in_bytes(struct kunit *test)
 {
-	static const enum vm_event_item ev[] = {
+	static const enum node_stat_item item[] = {
 		PGSCAN_KSWAPD, PGSCAN_DIRECT, PGSTEAL_KSWAPD, PGSTEAL_DIRECT,
 	};
 	struct vbt_host *h = vbt_probe(test, BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ));
 	struct vb_dev *vb = vbt_vb(h);
-	unsigned long before[ARRAY_SIZE(ev)], after[ARRAY_SIZE(ev)];
+	unsigned long before[ARRAY_SIZE(item)], after[ARRAY_SIZE(item)];
 	unsigned int i;
 	u64 val;
 
-	/* Make every count non-zero, so pages and bytes differ. */
-	for (i = 0; i < ARRAY_SIZE(ev); i++)
-		count_vm_events(ev[i], 3);
-	all_vm_events(vb->vm_events);
-	for (i = 0; i < ARRAY_SIZE(ev); i++)
-		before[i] = vb->vm_events[ev[i]];
+	/*
+	 * Make every count non-zero and distinct from the other counters, so
+	 * that pages and bytes, or one counter and another, differ. 1000 is
+	 * past any per-CPU threshold: the global count moves at once.
+	 */
+	for (i = 0; i < ARRAY_SIZE(item); i++)
+		mod_node_page_state(NODE_DATA(first_online_node), item[i],
+				    1000 * (i + 1));
+	for (i = 0; i < ARRAY_SIZE(item); i++)
+		before[i] = global_node_page_state(item[i]);
 	vb_stats_fill(vb);
-	all_vm_events(vb->vm_events);
-	for (i = 0; i < ARRAY_SIZE(ev); i++)
-		after[i] = vb->vm_events[ev[i]];
+	for (i = 0; i < ARRAY_SIZE(item); i++)
+		after[i] = global_node_page_state(item[i]);
 
-	for (i = 0; i < ARRAY_SIZE(ev); i++) {
+	for (i = 0; i < ARRAY_SIZE(item); i++) {
 		KUNIT_EXPECT_EQ(test, virtio16_to_cpu(&h->vdev, vb->stats[12 + i].tag),
 				VIRTIO_BALLOON_S_ASYNC_SCAN + i);
 		val = virtio64_to_cpu(&h->vdev, vb->stats[12 + i].val);
