@@ -355,10 +355,12 @@ static void vb_queue_balloon_work(struct vb_dev *vb, unsigned long delay)
 
 /*
  * Wakeup events. A new target and a statistics request are events the
- * host expects an answer to, so a system that is going to sleep waits
- * until the driver has handled them. The virtio device has its own wakeup
- * source (probe makes it wakeup capable), kept active while any of
- * vb->wake_bits is set; vb->stop_lock protects the bits.
+ * host expects an answer to, so a system that is going to sleep can wait
+ * until the driver has handled them; the source is held while any of
+ * vb->wake_bits is set, and vb->stop_lock protects the bits. Probe only
+ * makes the device wakeup capable: the device has a wakeup source, and
+ * pm_stay_awake() does anything, only once user space enabled it
+ * (power/wakeup in sysfs), as for any other device.
  */
 static void vb_wake_hold_locked(struct vb_dev *vb, unsigned int bit)
 {
@@ -1466,8 +1468,8 @@ static int vb_probe(struct virtio_device *vdev)
 	virtio_device_ready(vdev);
 
 	/*
-	 * The device only passes on wakeups its transport receives; its own
-	 * wakeup source keeps them apart from the transport's.
+	 * Capable, not enabled: whether host requests may abort a suspend is
+	 * the administrator's choice (power/wakeup), as upstream leaves it.
 	 */
 	device_set_wakeup_capable(&vdev->dev, true);
 
