@@ -949,6 +949,13 @@ static int vb_hint_one(struct vb_dev *vb)
 	struct page *page;
 	int err;
 
+	/*
+	 * The last descriptor is kept for the STOP command id: a device
+	 * stays in its run until it gets it (QEMU's iothread polls the
+	 * queue for it meanwhile).
+	 */
+	if (vq->num_free <= 1)
+		return -ENOSPC;
 	if (vb_spare_pages(READ_ONCE(vb->num_bpages)) < (1UL << VB_HINT_ORDER))
 		return -ENOMEM;
 	page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);

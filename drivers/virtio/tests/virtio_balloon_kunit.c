@@ -764,6 +764,29 @@ static void vb_test_hint_run(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
 }
 
+/* A run that fills the queue still has a descriptor to end the run with. */
+static void vb_test_hint_queue_full_stops(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total = totalram_pages();
+
+	h->hint_keep = true;
+	h->config.free_page_hint_cmd_id = cpu_to_le32(11);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
+	KUNIT_EXPECT_EQ(test, h->hint_cmds[1], VIRTIO_BALLOON_CMD_ID_STOP);
+	KUNIT_EXPECT_EQ(test, h->hint_blocks, VBT_QUEUE_SIZE - 1);
+
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+	h->hint_keep = false;
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+}
+
 /* The OOM notifier takes held hint blocks back first. */
 static void vb_test_hint_oom_returns_held(struct kunit *test)
 {
@@ -1365,6 +1388,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_remove_returns_everything),
 	KUNIT_CASE(vb_test_hint_queue_order),
 	KUNIT_CASE(vb_test_hint_run),
+	KUNIT_CASE(vb_test_hint_queue_full_stops),
 	KUNIT_CASE(vb_test_hint_oom_returns_held),
 #ifdef CONFIG_PM_SLEEP
 	KUNIT_CASE(vb_test_freeze_thaw_keeps_balloon),
