@@ -332,15 +332,20 @@ static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
 }
 
 /* Let the balloon work run until it has nothing left to do. */
+/*
+ * Wait until the balloon work has stopped requeueing itself. A run that
+ * requeues is not pending while it executes, so "not pending" alone can
+ * be seen in the middle of a chain: wait until it is neither pending nor
+ * running, twice in a row with a flush between.
+ */
 static void vbt_settle(struct vbt_host *h)
 {
 	struct vb_dev *vb = vbt_vb(h);
-	int i;
+	int i, idle = 0;
 
-	for (i = 0; i < 10000; i++) {
+	for (i = 0; i < 10000 && idle < 2; i++) {
 		flush_delayed_work(&vb->balloon_work);
-		if (!delayed_work_pending(&vb->balloon_work))
-			return;
+		idle = work_busy(&vb->balloon_work.work) ? 0 : idle + 1;
 	}
 }
 
@@ -969,6 +974,7 @@ static void vb_test_restore_follows_new_target(struct kunit *test)
 	struct vb_dev *vb = vbt_vb(h);
 
 	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 300 * VB_BPAGES_PER_PAGE), 0);
+	vbt_finish_drop(test, h);
 	vbt_settle(h);
 
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 300 * VB_BPAGES_PER_PAGE);
