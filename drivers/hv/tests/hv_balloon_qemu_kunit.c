@@ -511,13 +511,16 @@ static void hvq_plug(struct hvq_host *h, unsigned long start,
 static void hv_balloon_qemu_test_connect(struct kunit *test)
 {
 	struct hvq_host *h = hvq_new(test, false);
+	u64 align;
 
 	KUNIT_ASSERT_EQ(test, hv_dm_start(&h->dm), 0);
 	KUNIT_EXPECT_EQ(test, h->dm.version, (u32)HV_DM_VERSION_WIN10);
 	KUNIT_EXPECT_EQ(test, hvq_state(h), HVQ_POST_INIT_WAIT);
 	KUNIT_EXPECT_TRUE(test, h->caps & HV_DM_CAP_BALLOON);
 	KUNIT_EXPECT_TRUE(test, h->caps & HV_DM_CAP_HOT_ADD);
-	KUNIT_EXPECT_EQ(test, FIELD_GET(HV_DM_CAP_HOT_ADD_ALIGN, h->caps), 1ULL);
+	/* Read first: sparse takes FIELD_GET() in a KUnit macro as too long. */
+	align = FIELD_GET(HV_DM_CAP_HOT_ADD_ALIGN, h->caps);
+	KUNIT_EXPECT_EQ(test, align, 1ULL);
 	/* Reports start at once, and the host takes them while it waits. */
 	flush_delayed_work(&h->dm.status_work);
 	KUNIT_EXPECT_GE(test, h->statuses, 1U);
