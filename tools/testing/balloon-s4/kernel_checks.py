@@ -62,6 +62,10 @@ BUILD_OPTS = {
                         "-m", "HYPERV_BALLOON"],
 }
 
+# kunit.py's QEMU on TCG only: see tcg/qemu-system-x86_64.
+KUNIT_ENV = dict(os.environ, PATH=os.path.join(HERE, "tcg") + ":" +
+                 os.environ["PATH"])
+
 # Debian's python3 has the modules checkpatch's spdxcheck.py needs.
 SYS_ENV = dict(os.environ, PATH="/usr/bin:/bin:" + os.environ["PATH"])
 
@@ -305,7 +309,7 @@ class KernelChecks:
                          "--kernel_args=oops=panic",
                          "--kernel_args=panic=-1",
                          "--json=" + jpath],
-                      cwd=tree, timeout=5400)
+                      cwd=tree, env=KUNIT_ENV, timeout=5400)
         secs = time.monotonic() - t0
         m = re.search(r"Elapsed time: .* ([\d.]+)s running", out)
         if m and rc == 0:
