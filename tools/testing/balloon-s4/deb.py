@@ -18,13 +18,14 @@ import shutil
 import subprocess
 import sys
 
+from sources import SOURCES as BUILD_SOURCES, copy_sources
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 PKG = "balloon-s4-dkms"
 MODULES = ("virtio_balloon", "hv_balloon", "hv_s4")
-# What the package needs from the repository.
-SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers",
-           "debian"]
+# The package is the out-of-tree build plus its debian/ directory.
+SOURCES = BUILD_SOURCES + ["debian"]
 
 
 class DebError(Exception):
@@ -68,12 +69,7 @@ def build(outdir, ver=None):
     ver = ver or version()
     os.makedirs(outdir, exist_ok=True)
     src = os.path.join(outdir, "balloon-s4-%s" % ver)
-    shutil.rmtree(src, ignore_errors=True)
-    os.makedirs(src)
-    for s in SOURCES:
-        p = os.path.join(ROOT, s)
-        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
-            p, os.path.join(src, s))
+    copy_sources(src, SOURCES)
     if ver != version():
         _set_version(src, ver)
     rc, out = sh("dpkg-buildpackage", "-b", "-us", "-uc", cwd=src)

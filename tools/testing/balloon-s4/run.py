@@ -29,9 +29,8 @@ import kernel_checks                                 # noqa: E402
 import deb                                           # noqa: E402
 import distro                                        # noqa: E402
 import fetch_sid                                     # noqa: E402
+from sources import copy_sources                     # noqa: E402
 
-# What an out-of-tree build needs from the repository.
-SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
 
 
 def log(msg):
@@ -89,16 +88,6 @@ def _vermagic(ko):
     data = vm._read_module(ko)
     m = re.search(rb"\0vermagic=([^\0]*)\0", data)
     return m.group(1).decode() if m else None
-
-
-def copy_sources(dest):
-    """A fresh copy of what an out-of-tree build needs, in @dest."""
-    shutil.rmtree(dest, ignore_errors=True)
-    os.makedirs(dest)
-    for s in SOURCES:
-        p = os.path.join(ROOT, s)
-        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
-            p, os.path.join(dest, s))
 
 
 def build_module(kdir, outdir, w1=True):

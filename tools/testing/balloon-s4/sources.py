@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""What an out-of-tree build takes from the repository, and its copy."""
+
+import os
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+
+SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
+
+
+def copy_sources(dest, entries=None):
+    """A fresh copy in @dest of @entries (default SOURCES) of the
+    repository."""
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for s in entries or SOURCES:
+        p = os.path.join(ROOT, s)
+        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
+            p, os.path.join(dest, s))
