@@ -147,9 +147,9 @@ enum vb_vq {
  * enum vb_state - life cycle of the device, changed only by vb_set_state()
  * @VB_STATE_RUNNING: queues exist; work, notifier and reporting may run.
  * @VB_STATE_FROZEN: between freeze and thaw/restore; no queues.
- * @VB_STATE_BROKEN: thaw or restore failed; no queues and nothing runs.
- *	Ballooned pages are held until remove, which frees them without a
- *	device to tell.
+ * @VB_STATE_BROKEN: thaw or restore failed, or the device stopped taking
+ *	requests; nothing runs. Ballooned pages stay out of use for good: the
+ *	host may still hold them and can no longer be told (see vb_remove()).
  */
 enum vb_state {
 	VB_STATE_RUNNING,
@@ -400,7 +400,10 @@ static void vb_acked(struct virtqueue *vq)
 	wake_up(&vb->acked);
 }
 
-/* Kick @vq and wait for the device to return its only buffer. */
+/*
+ * Kick @vq and wait for the device to return its only buffer. Return: 0, or
+ * -ENODEV if the queue broke first: the device may have seen the buffer.
+ */
 static int vb_kick_wait(struct vb_dev *vb, struct virtqueue *vq)
 {
 	unsigned int len;
@@ -409,12 +412,16 @@ static int vb_kick_wait(struct vb_dev *vb, struct virtqueue *vq)
 	virtqueue_kick(vq);
 	wait_event(vb->acked,
 		   (done = virtqueue_get_buf(vq, &len)) || virtqueue_is_broken(vq));
-	return done ? 0 : -EIO;
+	return done ? 0 : -ENODEV;
 }
 
 /*
  * Hand @nr PFNs in vb->pfns to @vq and wait until the device returns the
- * buffer. Return 0 or a negative errno; on error the device is unusable.
+ * buffer.
+ *
+ * Return: 0; -ENODEV if the queue broke after taking the buffer, so the
+ * device may have acted on the PFNs; any other negative errno if the buffer
+ * never reached the device.
  */
 static int vb_send_pfns(struct vb_dev *vb, struct virtqueue *vq,
 			unsigned int nr)
@@ -428,6 +435,27 @@ static int vb_send_pfns(struct vb_dev *vb, struct virtqueue *vq,
 	return err ?: vb_kick_wait(vb, vq);
 }
 
+/*
+ * A request the device did not complete. It cannot be trusted with another
+ * one: stop following the host, keep whatever it may hold, and say so once.
+ * Context: vb->lock held.
+ */
+static void vb_send_failed(struct vb_dev *vb, const char *what, int err)
+{
+	lockdep_assert_held(&vb->lock);
+	vb_set_state(vb, VB_STATE_BROKEN);
+	dev_err(&vb->vdev->dev,
+		"%s request failed (%d): balloon off, %u pages held out of use\n",
+		what, err, vb->num_bpages);
+}
+
+/* The protocol carries 32-bit PFNs: a page above 16 TiB cannot be named. */
+static bool vb_page_addressable(struct page *page)
+{
+	return page_to_pfn(page) * VB_BPAGES_PER_PAGE + VB_BPAGES_PER_PAGE - 1
+		<= U32_MAX;
+}
+
 /* Append the bpages of @page to vb->pfns at *@n. False if not addressable. */
 static bool vb_add_page_pfns(struct vb_dev *vb, struct page *page,
 			     unsigned int *n)
@@ -435,8 +463,7 @@ static bool vb_add_page_pfns(struct vb_dev *vb, struct page *page,
 	unsigned long pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
 	unsigned int i;
 
-	/* The protocol carries 32-bit PFNs. */
-	if (pfn + VB_BPAGES_PER_PAGE - 1 > U32_MAX)
+	if (!vb_page_addressable(page))
 		return false;
 	for (i = 0; i < VB_BPAGES_PER_PAGE; i++)
 		vb->pfns[(*n)++] = cpu_to_virtio32(vb->vdev, pfn + i);
@@ -524,6 +551,8 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	unsigned int nr_pages, n = 0, done = 0;
 	struct page *page, *next;
 	LIST_HEAD(pages);
+	LIST_HEAD(sent);
+	int err;
 
 	want = min(want, VB_BATCH_PFNS);
 	nr_pages = min_t(unsigned long, want / VB_BPAGES_PER_PAGE,
@@ -539,18 +568,27 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb))
 		goto out_unlock;
 	list_for_each_entry_safe(page, next, &pages, lru) {
-		if (!vb_add_page_pfns(vb, page, &n))
-			continue;
+		if (vb_add_page_pfns(vb, page, &n))
+			list_move_tail(&page->lru, &sent);
+	}
+	/*
+	 * The pages join the balloon only once the device may hold them: a
+	 * request that never reached it leaves them ours to free.
+	 */
+	err = n ? vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n) : 0;
+	if (err && err != -ENODEV)
+		list_splice_init(&sent, &pages);
+	list_for_each_entry_safe(page, next, &sent, lru) {
 		list_del(&page->lru);
 		balloon_page_enqueue(&vb->b_dev_info, page);
 		adjust_managed_page_count(page, -1);
 		done += VB_BPAGES_PER_PAGE;
 	}
-	if (n && vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n))
-		dev_err_once(&vb->vdev->dev, "inflate request failed\n");
 	vb->num_bpages += done;
 	vb->counters[VB_CNT_INFLATED] += done;
-	if (!done)
+	if (err)
+		vb_send_failed(vb, "inflate", err);
+	else if (!done)
 		vb->counters[VB_CNT_ALLOC_SHORT]++;
 	vb_write_actual(vb);
 out_unlock:
@@ -572,7 +610,9 @@ out_unlock:
  *	before any page is reused.
  *
  * With @tell_host, reports the new size to the device, as vb_inflate()
- * does; without, the caller reports it once it is done.
+ * does; without, the caller reports it once it is done. If the device does
+ * not complete the request, the pages go back into the balloon and the
+ * device is marked broken: a page is reused only once the host has it back.
  *
  * Context: vb->lock held. With @tell_host the device must be running.
  * Return: bpages deflated and given back to the page allocator.
@@ -581,8 +621,9 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 				      bool tell_host)
 {
 	unsigned int nr_pages, n = 0;
-	struct page *page;
+	struct page *page, *next;
 	LIST_HEAD(pages);
+	int err;
 
 	lockdep_assert_held(&vb->lock);
 	want = min3(want, vb->num_bpages, VB_BATCH_PFNS);
@@ -593,8 +634,15 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 	if (tell_host) {
 		list_for_each_entry(page, &pages, lru)
 			vb_add_page_pfns(vb, page, &n);
-		if (vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n))
-			dev_err_once(&vb->vdev->dev, "deflate request failed\n");
+		err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
+		if (err) {
+			list_for_each_entry_safe(page, next, &pages, lru) {
+				list_del(&page->lru);
+				balloon_page_enqueue(&vb->b_dev_info, page);
+			}
+			vb_send_failed(vb, "deflate", err);
+			return 0;
+		}
 	}
 	vb->num_bpages -= nr_pages * VB_BPAGES_PER_PAGE;
 	vb->counters[VB_CNT_DEFLATED] += nr_pages * VB_BPAGES_PER_PAGE;
@@ -609,11 +657,13 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
  * them to come back rather than leave them behind. vb->lock is let go
  * between batches so that a large balloon holds neither the CPU nor the
  * lock for long; callers make sure nothing refills the balloon meanwhile.
+ * A device that stops taking deflate requests ends it early.
  */
 static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
 {
 	lockdep_assert_held(&vb->lock);
-	while (vb->num_bpages) {
+	while (vb->num_bpages &&
+	       (!tell_host || vb->state == VB_STATE_RUNNING)) {
 		vb_deflate_locked(vb, vb->num_bpages, tell_host);
 		mutex_unlock(&vb->lock);
 		cond_resched();
@@ -1133,6 +1183,7 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 {
 	struct vb_dev *vb = container_of(b_dev_info, struct vb_dev, b_dev_info);
 	unsigned int n = 0;
+	int err;
 
 	/*
 	 * Never wait for vb->lock: its holder may be allocating, and the
@@ -1143,19 +1194,32 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 	if (!mutex_trylock(&vb->lock))
 		return -EAGAIN;
 	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb) ||
-	    !vb_add_page_pfns(vb, newpage, &n)) {
+	    !vb_page_addressable(newpage)) {
 		mutex_unlock(&vb->lock);
 		return -EAGAIN;
 	}
 
+	/*
+	 * The old page is given back first: if the device fails either
+	 * request, @page stays in the balloon, which is safe whatever the
+	 * device did with it, and @newpage was never handed over.
+	 */
+	vb_add_page_pfns(vb, page, &n);
+	err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
+	if (!err) {
+		n = 0;
+		vb_add_page_pfns(vb, newpage, &n);
+		err = vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n);
+	}
+	if (err) {
+		vb_send_failed(vb, "migration", err);
+		mutex_unlock(&vb->lock);
+		return -EAGAIN;
+	}
 	if (page_zone(page) != page_zone(newpage)) {
 		adjust_managed_page_count(page, 1);
 		adjust_managed_page_count(newpage, -1);
 	}
-	vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n);
-	n = 0;
-	vb_add_page_pfns(vb, page, &n);
-	vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
 	vb->counters[VB_CNT_MIGRATED]++;
 	mutex_unlock(&vb->lock);
 	return 0;
@@ -1169,6 +1233,7 @@ static int vb_init_vqs(struct vb_dev *vb)
 		[VB_VQ_INFLATE] = { "inflate", vb_acked },
 		[VB_VQ_DEFLATE] = { "deflate", vb_acked },
 	};
+	int err;
 
 	if (vb_has(vb, VIRTIO_BALLOON_F_STATS_VQ))
 		info[VB_VQ_STATS] = (struct virtqueue_info){ "stats",
@@ -1183,7 +1248,11 @@ static int vb_init_vqs(struct vb_dev *vb)
 	if (vb_has(vb, VIRTIO_BALLOON_F_REPORTING))
 		info[VB_VQ_REPORTING] = (struct virtqueue_info){ "reporting",
 								 vb_acked };
-	return virtio_find_vqs(vb->vdev, VB_VQ_NR, vb->vqs, info, NULL);
+	err = virtio_find_vqs(vb->vdev, VB_VQ_NR, vb->vqs, info, NULL);
+	/* A failed find leaves no queue, whatever it wrote to vb->vqs. */
+	if (err)
+		memset(vb->vqs, 0, sizeof(vb->vqs));
+	return err;
 }
 
 static void vb_del_vqs(struct vb_dev *vb)
@@ -1504,6 +1573,40 @@ err_free_vb:
 	return err;
 }
 
+/*
+ * A device that is frozen or broken at removal can no longer be told
+ * about the pages still in the balloon, and the host may hold them. They
+ * are taken off the balloon's list, which goes away with @vb, and stay
+ * allocated and out of the managed count for good: reusing a page the
+ * host may have taken is worse than losing it.
+ * Context: vb->lock held.
+ */
+static void vb_abandon_locked(struct vb_dev *vb)
+{
+	unsigned int got, n = 0;
+	LIST_HEAD(pages);
+
+	lockdep_assert_held(&vb->lock);
+	while (vb->num_bpages > n * VB_BPAGES_PER_PAGE) {
+		got = balloon_page_list_dequeue(&vb->b_dev_info, &pages,
+						VB_BATCH_PFNS);
+		n += got;
+		INIT_LIST_HEAD(&pages);
+		if (!got) {
+			/* Pages under migration come back to the list. */
+			mutex_unlock(&vb->lock);
+			cond_resched();
+			mutex_lock(&vb->lock);
+		}
+	}
+	if (n)
+		dev_warn(&vb->vdev->dev,
+			 "removed while %s: %u MiB of ballooned memory stay out of use, the host cannot be told\n",
+			 vb_state_names[vb->state],
+			 n * VB_BPAGES_PER_PAGE / VB_BPAGES_PER_MB);
+	vb->num_bpages = 0;
+}
+
 static void vb_remove(struct virtio_device *vdev)
 {
 	struct vb_dev *vb = vdev->priv;
@@ -1512,18 +1615,21 @@ static void vb_remove(struct virtio_device *vdev)
 	vb_stop_users(vb);
 	vb_pm_notifier_unregister(vb);
 	mutex_lock(&vb->lock);
-	if (vb->state == VB_STATE_RUNNING) {
+	if (vb->state == VB_STATE_RUNNING)
 		vb_deflate_all_locked(vb, true);
+	if (vb->state == VB_STATE_RUNNING) {
 		vb_del_vqs(vb);
 	} else {
 		/*
-		 * A frozen or broken device has no queue to tell; the pages
-		 * are ours anyway. A transport whose restore failed half-way
-		 * may have left status bits set, and the virtio core expects
-		 * remove to leave the device reset.
+		 * A transport whose restore failed half-way may have left
+		 * status bits set, and the virtio core expects remove to leave
+		 * the device reset.
 		 */
-		vb_deflate_all_locked(vb, false);
-		virtio_reset_device(vdev);
+		if (vb->vqs[VB_VQ_INFLATE])
+			vb_del_vqs(vb);
+		else
+			virtio_reset_device(vdev);
+		vb_abandon_locked(vb);
 	}
 	mutex_unlock(&vb->lock);
 	kfree(vb->pfns);
@@ -1544,12 +1650,15 @@ static int vb_freeze(struct virtio_device *vdev)
 	vb->pm_restoring = false;
 	vb_stop_users(vb);
 	mutex_lock(&vb->lock);
+	/* The users are stopped: nothing refills it meanwhile. */
+	if (vb->state == VB_STATE_RUNNING && vb->handing_back)
+		vb_deflate_all_locked(vb, true);
 	if (vb->state == VB_STATE_RUNNING) {
-		/* The users are stopped: nothing refills it meanwhile. */
-		if (vb->handing_back)
-			vb_deflate_all_locked(vb, true);
 		vb_del_vqs(vb);
 		vb_set_state(vb, VB_STATE_FROZEN);
+	} else if (vb->vqs[VB_VQ_INFLATE]) {
+		/* Broken by a failed request: the queues go all the same. */
+		vb_del_vqs(vb);
 	}
 	mutex_unlock(&vb->lock);
 	dev_dbg(&vdev->dev, "frozen with %u balloon pages held\n",
