@@ -245,6 +245,8 @@ static const u16 vb_stat_tags[] = {
  * @hint_cmd: the command id the last hint run reported; only @hint_work.
  * @hint_changed: the device announced a config change that @hint_work has
  *	not read yet; set by vb_hint_changed(), cleared by @hint_work.
+ * @hint_paused: a suspend or hibernation is on its way: no hint run, and
+ *	a run in progress ends; written by the PM notifier only.
  * @hint_start: buffer for the command id that opens a run; only @hint_work.
  * @hint_stop: buffer for VIRTIO_BALLOON_CMD_ID_STOP; only @hint_work.
  * @hint_lock: protects @hint_held, @hint_nr_held and @hint_blocks.
@@ -297,6 +299,7 @@ struct vb_dev {
 	struct work_struct hint_work;
 	u32 hint_cmd;
 	atomic_t hint_changed;
+	bool hint_paused;
 	__virtio32 hint_start;
 	__virtio32 hint_stop;
 	spinlock_t hint_lock;		/* protects the three below */
@@ -879,10 +882,17 @@ out:
  * use. A hinted block must not be written before the device has returned
  * its buffer: the device clears the block's dirty state when it takes the
  * hint. Returned blocks are held until the run ends, so that a run covers
- * distinct memory, then go back to the allocator. A run takes nothing from
- * the reserve inflating keeps free, the OOM notifier takes held blocks
- * back at once, and freeze stops a run and reclaims every block once the
- * device is reset.
+ * distinct memory, then go back to the allocator. A run hints memory that
+ * is free already: its allocations neither reclaim nor wake kswapd, since
+ * evicting caches to report the space as free would make the migration
+ * cost more, not less. It takes nothing from the reserve inflating keeps
+ * free, the OOM notifier takes held blocks back at once, and freeze
+ * reclaims every block once the device is reset.
+ *
+ * The hint work is freezable, and the freezer waits for a running work
+ * item: a run ends when a suspend or hibernation is being prepared (the PM
+ * notifier), not only when freeze stops the users, which comes too late to
+ * keep the freezer from waiting.
  *
  * The command id is only worth reading when the device has announced a
  * config change. QEMU reports 0, which is VIRTIO_BALLOON_CMD_ID_STOP, for
@@ -891,8 +901,7 @@ out:
  * hinted anything.
  */
 #define VB_HINT_ORDER		pageblock_order
-#define VB_HINT_GFP		(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN | \
-				 __GFP_NOMEMALLOC)
+#define VB_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
 
 static u32 vb_hint_cmd_id(struct vb_dev *vb)
 {
@@ -1029,7 +1038,7 @@ static int vb_hint_one(struct vb_dev *vb)
 /* The run for @cmd must end: the device was stopped or changed the id. */
 static bool vb_hint_stopping(struct vb_dev *vb, u32 cmd)
 {
-	if (READ_ONCE(vb->stopped))
+	if (READ_ONCE(vb->stopped) || READ_ONCE(vb->hint_paused))
 		return true;
 	return atomic_xchg(&vb->hint_changed, 0) && vb_hint_cmd_id(vb) != cmd;
 }
@@ -1079,7 +1088,8 @@ static void vb_hint_work(struct work_struct *work)
 	if (cmd == VIRTIO_BALLOON_CMD_ID_DONE) {
 		vb_hint_release(vb, ULONG_MAX);
 		vb->hint_cmd = cmd;
-	} else if (cmd != VIRTIO_BALLOON_CMD_ID_STOP && cmd != vb->hint_cmd) {
+	} else if (cmd != VIRTIO_BALLOON_CMD_ID_STOP && cmd != vb->hint_cmd &&
+		   !READ_ONCE(vb->hint_paused)) {
 		vb_hint_run(vb, cmd);
 	}
 }
@@ -1444,6 +1454,9 @@ static void vb_write_poison(struct vb_dev *vb)
  * image restored after all). Freezes that follow PM_HIBERNATION_PREPARE
  * keep the balloon.
  *
+ * From PM_HIBERNATION_PREPARE or PM_SUSPEND_PREPARE to the matching POST
+ * event, free page hinting pauses (see "Free page hinting").
+ *
  * Return: NOTIFY_DONE.
  */
 static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
@@ -1470,6 +1483,14 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		vb->handing_back = false;
 		mutex_unlock(&vb->lock);
 		vb_queue_balloon_work(vb, 0);
+		break;
+	case PM_HIBERNATION_PREPARE:
+	case PM_SUSPEND_PREPARE:
+		WRITE_ONCE(vb->hint_paused, true);
+		break;
+	case PM_POST_HIBERNATION:
+	case PM_POST_SUSPEND:
+		WRITE_ONCE(vb->hint_paused, false);
 		break;
 	}
 	return NOTIFY_DONE;
