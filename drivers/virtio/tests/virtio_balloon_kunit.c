@@ -60,6 +60,8 @@ struct vbt_host {
 	unsigned int caller_deflates;	/* ...here */
 
 	int stall_deflate;		/* hold this deflate request (1-based) */
+	unsigned int break_at[VB_VQ_NR];	/* die taking this request */
+	unsigned int hint_pm_after;	/* PM prepare after so many blocks */
 	int stalled_head;		/* the held deflate buffer, or -1 */
 
 	struct vbt_actual_write actual_log[VBT_ACTUAL_LOG];
@@ -138,6 +140,15 @@ static void vbt_take_hint_cmd(struct vbt_host *h, const __virtio32 *buf)
 			cpu_to_le32(VIRTIO_BALLOON_CMD_ID_STOP);
 }
 
+/* What the PM core's notifier chain would tell the driver. */
+static void vbt_pm_event(struct vbt_host *h, unsigned long event)
+{
+	struct notifier_block *nb = &((struct vb_dev *)h->vdev.priv)->pm_nb;
+
+	if (nb->notifier_call)
+		nb->notifier_call(nb, event, NULL);
+}
+
 /* The host: handle every new buffer on @vq, then interrupt. */
 static bool vbt_notify(struct virtqueue *vq)
 {
@@ -146,6 +157,9 @@ static bool vbt_notify(struct virtqueue *vq)
 	int role = h->role[vq->index];
 	u16 avail = virtio16_to_cpu(vq->vdev, READ_ONCE(vr->avail->idx));
 
+	/* A device that dies here: the queue breaks, the buffer untaken. */
+	if (h->break_at[role] && h->requests[role] + 1 == h->break_at[role])
+		return false;
 	virtio_rmb(true);
 	while (h->last_avail[vq->index] != avail) {
 		u16 slot = h->last_avail[vq->index]++ % vr->num;
@@ -168,7 +182,9 @@ static bool vbt_notify(struct virtqueue *vq)
 			if (virtio16_to_cpu(vq->vdev, d->flags) & VRING_DESC_F_WRITE) {
 				if (!page_ref_count(virt_to_page(buf)))
 					h->hint_bad++;
-				if (++h->hint_blocks == h->hint_stop_after) {
+				if (++h->hint_blocks == h->hint_pm_after)
+					vbt_pm_event(h, PM_SUSPEND_PREPARE);
+				if (h->hint_blocks == h->hint_stop_after) {
 					h->config.free_page_hint_cmd_id =
 						cpu_to_le32(VIRTIO_BALLOON_CMD_ID_STOP);
 					vb_config_changed(&h->vdev);
@@ -1261,10 +1277,13 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb_restore(&h->vdev), -EINVAL);
 
-	/* remove gives the held pages back and leaves the device reset. */
+	/*
+	 * remove leaves the device reset; the held pages stay out of use, as
+	 * a restore may follow an aborted hibernation on the same host.
+	 */
 	vb_remove(&h->vdev);
 	h->vdev.priv = NULL;
-	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 1000);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 	KUNIT_EXPECT_EQ(test, h->status, 0);
 }
 
@@ -1279,7 +1298,8 @@ static void vb_test_remove_frozen(struct kunit *test)
 	vb_remove(&h->vdev);
 	h->vdev.priv = NULL;
 	KUNIT_EXPECT_EQ(test, h->status, 0);
-	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 100);
+	/* The host may hold them and cannot be told: they stay out of use. */
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 }
 
 /* Feature sets for the PM cycle: each feature on and off at least once. */
@@ -1378,6 +1398,141 @@ static void vb_test_pm_cycle_features(struct kunit *test)
 }
 #endif /* CONFIG_PM_SLEEP */
 
+/*
+ * A device that fails a request is trusted with no other, and nothing it
+ * may hold is reused. An inflate that never reached it adds nothing to the
+ * balloon; a deflate it did not complete leaves the pages in the balloon;
+ * removal keeps them out of use, since the host can no longer be told.
+ */
+static void vb_test_inflate_not_delivered(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total;
+
+	vbt_set_target(h, 64 * VB_BPAGES_PER_PAGE);
+	total = totalram_pages();
+	virtio_break_device(&h->vdev);
+	vbt_set_target(h, 128 * VB_BPAGES_PER_PAGE);
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 64 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 64UL * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+
+	vbt_untold(h);
+	vb_remove(&h->vdev);
+	h->vdev.priv = NULL;
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+}
+
+static void vb_test_deflate_not_completed(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_MUST_TELL_HOST));
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total;
+
+	vbt_set_target(h, 64 * VB_BPAGES_PER_PAGE);
+	total = totalram_pages();
+	h->break_at[VB_VQ_DEFLATE] = 1;
+	vbt_set_target(h, 0);
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 64 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_ballooned_pages_offline(vb), 64UL);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 64UL * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+	/* Nothing more is asked of a device that failed once. */
+	vbt_set_target(h, 32 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 0);
+
+	vbt_untold(h);
+	vb_remove(&h->vdev);
+	h->vdev.priv = NULL;
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+}
+
+#ifdef CONFIG_BALLOON_MIGRATION
+/* A move the device fails leaves the old page in the balloon. */
+static void vb_test_migrate_device_fails(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	struct balloon_dev_info *b = &vb->b_dev_info;
+	struct page *page, *newpage;
+	unsigned long pfn, newpfn;
+	LIST_HEAD(isolated);
+
+	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
+	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+	KUNIT_ASSERT_NOT_NULL(test, newpage);
+	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
+	page = list_first_entry(&isolated, struct page, lru);
+	list_del(&page->lru);
+	pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
+	newpfn = page_to_pfn(newpage) * VB_BPAGES_PER_PAGE;
+
+	h->break_at[VB_VQ_DEFLATE] = 1;
+	lock_page(page);
+	lock_page(newpage);
+	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
+			-EAGAIN);
+	unlock_page(newpage);
+	unlock_page(page);
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
+	KUNIT_EXPECT_NOT_NULL(test, xa_load(&h->held, pfn));
+	KUNIT_EXPECT_NULL(test, xa_load(&h->held, newpfn));
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
+	/* Compaction puts the page back and frees its target. */
+	balloon_page_enqueue(b, page);
+	__free_page(newpage);
+	vbt_untold(h);
+}
+#endif
+
+#ifdef CONFIG_PM_SLEEP
+/*
+ * Hinting pauses while a suspend or hibernation is prepared: a freezable
+ * work item in a long run would otherwise hold up the freezer.
+ */
+static void vb_test_hint_paused_for_pm(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test,
+				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+	struct vb_dev *vb = vbt_vb(h);
+
+	/* A run in progress ends at PM_SUSPEND_PREPARE. */
+	h->hint_pm_after = 3;
+	h->hint_stop_after = 32;
+	h->config.free_page_hint_cmd_id = cpu_to_le32(5);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, h->hint_blocks, 3);
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
+	KUNIT_EXPECT_EQ(test, h->hint_cmds[1], VIRTIO_BALLOON_CMD_ID_STOP);
+	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
+
+	/* None starts until the matching POST event. */
+	h->config.free_page_hint_cmd_id = cpu_to_le32(6);
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 2);
+	vbt_pm_event(h, PM_POST_SUSPEND);
+	h->hint_pm_after = 0;
+	h->hint_stop_after = h->hint_blocks + 4;
+	vb_config_changed(&h->vdev);
+	flush_work(&vb->hint_work);
+	KUNIT_EXPECT_EQ(test, h->nr_hint_cmds, 4);
+	KUNIT_EXPECT_EQ(test, h->hint_cmds[2], 6);
+	KUNIT_EXPECT_EQ(test, h->hint_blocks, 7);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HINT_RUNS], 2);
+}
+#endif
+
 static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_inflate_batches),
 	KUNIT_CASE(vb_test_deflate_returns_held_pages),
@@ -1414,6 +1569,12 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_remove_frozen),
 	KUNIT_CASE_PARAM(vb_test_pm_cycle_features,
 			 vbt_pm_features_gen_params),
+	KUNIT_CASE(vb_test_hint_paused_for_pm),
+#endif
+	KUNIT_CASE(vb_test_inflate_not_delivered),
+	KUNIT_CASE(vb_test_deflate_not_completed),
+#ifdef CONFIG_BALLOON_MIGRATION
+	KUNIT_CASE(vb_test_migrate_device_fails),
 #endif
 	{}
 };
