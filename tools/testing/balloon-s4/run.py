@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -125,11 +126,22 @@ def untraced(make_guest):
     return make
 
 
+# Guests run side by side, one per core: each QEMU TCG guest has one vCPU
+# and keeps one host core busy. BS4_JOBS=1 runs them one at a time.
+JOBS = max(1, int(os.environ.get("BS4_JOBS", "0")) or
+           min(2, os.cpu_count() or 1))
+
+# Longest first, so that the last job to finish is a short one. The times
+# of the previous run (build_dir/scenario-times.json) order the rest.
+LONG_JOBS = ["debian_hibernate", "s5_ten_cycles@sid", "s5_ten_cycles"]
+
+
 class Runner:
     def __init__(self, build_dir):
         self.build_dir = os.path.abspath(build_dir)
         os.makedirs(self.build_dir, exist_ok=True)
         self.results = []
+        self.image_lock = threading.Lock()
 
     def record(self, name, ok, detail="", skipped=False):
         self.results.append((name, ok, skipped))
@@ -217,18 +229,26 @@ class Runner:
         gdir = os.path.join(self.build_dir, "guests")
 
         def make_guest(name, series="6.1", **kw):
-            kernel, initrd = self.guest_image(series, kos)
+            # Guests of different scenarios may start at the same time;
+            # the module build and initramfs for a kernel happen once.
+            with self.image_lock:
+                kernel, initrd = self.guest_image(series, kos)
             d = os.path.join(gdir, name)
             shutil.rmtree(d, ignore_errors=True)
             kw.setdefault("mem_mb", scenarios.MEM_MB)
             return vm.Guest(d, kernel, initrd, log=log, **kw)
         return guest_kernel("6.1"), make_guest
 
-    def scenarios(self, make_guest, only=None):
+    def scenarios(self, make_guest, only=None, extra=()):
         """The scenarios on their own kernels, then those of
         scenarios.OTHER_KERNELS again on the kernel named there. A pair is
         recorded, and picked with --only, as NAME@SERIES; --only SERIES
-        picks every pair of that series."""
+        picks every pair of that series.
+
+        @extra: more (label, callable returning metrics) jobs to run in
+        the same pool. Jobs run JOBS at a time; every guest has a
+        directory of its own, so they share nothing but the CPU.
+        """
         runs = [(fn, fn.__name__, None) for fn in scenarios.SCENARIOS
                 if not only or fn.__name__ in only]
         by_name = {fn.__name__: fn for fn in scenarios.SCENARIOS}
@@ -237,32 +257,78 @@ class Runner:
             if only and label not in only and series not in only:
                 continue
             runs.append((by_name[name], label, series))
+        jobs = [(label, (lambda fn=fn, label=label, series=series:
+                         self._scenario(make_guest, fn, label, series)))
+                for fn, label, series in runs] + list(extra)
+        return self._pool(jobs)
+
+    def _pool(self, jobs):
+        tfile = os.path.join(self.build_dir, "scenario-times.json")
+        try:
+            with open(tfile) as f:
+                times = json.load(f)
+        except (OSError, ValueError):
+            times = {}
+
+        def key(job):
+            label = job[0]
+            if label in LONG_JOBS:
+                return (0, LONG_JOBS.index(label))
+            return (1, -times.get(label, 60))
+        todo = sorted(jobs, key=key)
+        lock = threading.Lock()
         metrics = {}
-        for fn, name, series in runs:
-            if series is None:
-                ctx = scenarios.Ctx(make_guest, log)
-            else:
+
+        def worker():
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    label, job = todo.pop(0)
+                t0 = time.monotonic()
                 try:
-                    guest_kernel(series)
-                except SystemExit as e:
-                    self.record(name, False, str(e))
-                    continue
-                ctx = scenarios.Ctx(self._on_kernel(make_guest, series), log)
-            t0 = time.monotonic()
-            try:
-                fn(ctx)
-                ctx.check_hosts()
-                self.record(name, True, "%.0fs" % (time.monotonic() - t0))
-            except (scenarios.Failure, vm.GuestError) as e:
-                self.record(name, False, "%s (%.0fs)" % (
-                    e, time.monotonic() - t0))
-            except Exception:                            # harness bug
-                self.record(name, False, traceback.format_exc())
-            finally:
-                ctx.close()
-            prefix = "" if series is None else guest_kernel(series) + ": "
-            metrics.update({prefix + k: v for k, v in ctx.metrics.items()})
+                    m = job() or {}
+                except Exception:                        # harness bug
+                    self.record(label, False, traceback.format_exc())
+                    m = {}
+                with lock:
+                    times[label] = round(time.monotonic() - t0)
+                    metrics.update(m)
+        log("%d jobs, %d at a time" % (len(todo), JOBS))
+        threads = [threading.Thread(target=worker) for _ in range(JOBS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with open(tfile, "w") as f:
+            json.dump(times, f, indent=1, sort_keys=True)
         return metrics
+
+    def _scenario(self, make_guest, fn, name, series):
+        """Run one scenario and record it; return its metrics."""
+        if series is None:
+            ctx = scenarios.Ctx(make_guest, log)
+        else:
+            try:
+                guest_kernel(series)
+            except SystemExit as e:
+                self.record(name, False, str(e))
+                return {}
+            ctx = scenarios.Ctx(self._on_kernel(make_guest, series), log)
+        t0 = time.monotonic()
+        try:
+            fn(ctx)
+            ctx.check_hosts()
+            self.record(name, True, "%.0fs" % (time.monotonic() - t0))
+        except (scenarios.Failure, vm.GuestError) as e:
+            self.record(name, False, "%s (%.0fs)" % (
+                e, time.monotonic() - t0))
+        except Exception:                                # harness bug
+            self.record(name, False, traceback.format_exc())
+        finally:
+            ctx.close()
+        prefix = "" if series is None else guest_kernel(series) + ": "
+        return {prefix + k: v for k, v in ctx.metrics.items()}
 
     @staticmethod
     def _on_kernel(make_guest, series):
@@ -398,9 +464,12 @@ def cmd_check(args):
     kos = {} if args.only else r.builds()
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
-    metrics = r.scenarios(make_guest, args.only)
+    extra = []
     if not args.only or "debian" in args.only:
-        metrics.update(distro.check(r.build_dir, r.record, log))
+        extra.append(("debian_hibernate",
+                      lambda: distro.check(r.build_dir, r.record, log)))
+    metrics = r.scenarios(make_guest, args.only, extra)
+    # Alone: it times both drivers, and a guest beside it would skew that.
     if not args.only or "bench" in args.only:
         r.bench_smoke(make_guest)
     with open(os.path.join(r.build_dir, "metrics.json"), "w") as f:

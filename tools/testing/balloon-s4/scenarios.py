@@ -798,11 +798,19 @@ SCENARIOS = [
     s12_same_host_target_change,
 ]
 
-# The core scenarios again on another guest kernel, as (scenario, series):
-# "sid" is the newest kernel in Debian sid (run.py records NAME@sid).
+# Scenarios again on another guest kernel, as (scenario, series); run.py
+# records NAME@SERIES. "sid" is the newest kernel in Debian sid. On 6.12,
+# Debian 12's other kernel, every PM path the host witness checks.
 OTHER_KERNELS = [(name, "sid") for name in (
     "s1_inflate_deflate", "s2_hibernate_cycle", "s3_restore_nonzero_target",
-    "s4_pm_test_devices", "s5_ten_cycles", "s6_unload_inflated")]
+    "s4_pm_test_devices", "s5_ten_cycles", "s6_unload_inflated")] + [
+    (name, "6.12") for name in (
+        "s3_restore_nonzero_target", "s4_pm_test_platform",
+        "s8_boot_kernel_balloon", "s4_wakeup_in_snapshot",
+        "s9_suspend_to_ram", "s9_hybrid_sleep_wake",
+        "s9_hybrid_sleep_power_loss", "s10_free_page_reporting",
+        "s10_free_page_hint_migration", "s11_features_across_pm",
+        "s12_same_host_target_change")]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "OTHER_KERNELS",
            "check_logs", "HALF_MB", "MEM_MB"]
