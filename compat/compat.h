@@ -162,6 +162,17 @@ static inline unsigned long __compat_vm_event(enum vm_event_item item)
  * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
  * older kernels spell it kzalloc(sizeof(*p), gfp).
  */
+/*
+ * Before 7.x, page reporting took order 0 as "the allocator's default";
+ * from 7.x on that is PAGE_REPORTING_ORDER_UNSPECIFIED and 0 means 4 KiB.
+ */
+#if defined(COMPAT_VIRTIO_BALLOON) && !defined(PAGE_REPORTING_ORDER_UNSPECIFIED)
+#include <linux/page_reporting.h>
+#ifndef PAGE_REPORTING_ORDER_UNSPECIFIED
+#define PAGE_REPORTING_ORDER_UNSPECIFIED 0
+#endif
+#endif
+
 #ifndef COMPAT_HAVE_KZALLOC_OBJ
 #define kzalloc_obj(p, gfp) kzalloc(sizeof(p), gfp)
 #endif

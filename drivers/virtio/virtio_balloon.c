@@ -104,6 +104,7 @@
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 #include <linux/vmstat.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -147,9 +148,11 @@ enum vb_vq {
  * enum vb_state - life cycle of the device, changed only by vb_set_state()
  * @VB_STATE_RUNNING: queues exist; work, notifier and reporting may run.
  * @VB_STATE_FROZEN: between freeze and thaw/restore; no queues.
- * @VB_STATE_BROKEN: thaw or restore failed, or the device stopped taking
- *	requests; nothing runs. Ballooned pages stay out of use for good: the
- *	host may still hold them and can no longer be told (see vb_remove()).
+ * @VB_STATE_BROKEN: thaw or restore failed, or the device failed a request;
+ *	the balloon no longer follows the host (users that remain, such as
+ *	reporting, fail at once on a broken queue). Ballooned pages stay out
+ *	of use for good: the host may still hold them and can no longer be
+ *	told (see vb_remove()).
  */
 enum vb_state {
 	VB_STATE_RUNNING,
@@ -257,6 +260,7 @@ static const u16 vb_stat_tags[] = {
  * @oom_nb: OOM notifier, registered with DEFLATE_ON_OOM or FREE_PAGE_HINT.
  * @pr_dev_info: free page reporting; registered with REPORTING only.
  * @reporting: @pr_dev_info is registered.
+ * @oom_registered: @oom_nb is registered.
  * @drop_owed: the PM core announced PMSG_RESTORE and the balloon held at
  *	that point has not been dropped completely yet; protected by @lock.
  * @handing_back: between PM_RESTORE_PREPARE and PM_POST_RESTORE, in the
@@ -310,6 +314,7 @@ struct vb_dev {
 	struct notifier_block oom_nb;
 	struct page_reporting_dev_info pr_dev_info;
 	bool reporting;
+	bool oom_registered;
 
 	bool drop_owed;
 	bool handing_back;
@@ -448,8 +453,8 @@ static void vb_send_failed(struct vb_dev *vb, const char *what, int err)
 	lockdep_assert_held(&vb->lock);
 	vb_set_state(vb, VB_STATE_BROKEN);
 	dev_err(&vb->vdev->dev,
-		"%s request failed (%d): balloon off, %u pages held out of use\n",
-		what, err, vb->num_bpages);
+		"%s request failed (%d): balloon off, %u MiB held out of use\n",
+		what, err, vb->num_bpages / VB_BPAGES_PER_MB);
 }
 
 /* The protocol carries 32-bit PFNs: a page above 16 TiB cannot be named. */
@@ -883,11 +888,11 @@ out:
  * its buffer: the device clears the block's dirty state when it takes the
  * hint. Returned blocks are held until the run ends, so that a run covers
  * distinct memory, then go back to the allocator. A run hints memory that
- * is free already: its allocations neither reclaim nor wake kswapd, since
- * evicting caches to report the space as free would make the migration
- * cost more, not less. It takes nothing from the reserve inflating keeps
- * free, the OOM notifier takes held blocks back at once, and freeze
- * reclaims every block once the device is reset.
+ * is free already: its own allocations neither reclaim nor wake kswapd,
+ * since evicting caches to report the space as free would make the
+ * migration cost more, not less. It takes nothing from the reserve
+ * inflating keeps available, the OOM notifier takes held blocks back at
+ * once, and freeze reclaims every block once the device is reset.
  *
  * The hint work is freezable, and the freezer waits for a running work
  * item: a run ends when a suspend or hibernation is being prepared (the PM
@@ -1099,7 +1104,7 @@ static void vb_hint_changed(struct vb_dev *vb)
 {
 	unsigned long flags;
 
-	if (!vb->vqs[VB_VQ_FREE_PAGE])
+	if (!vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		return;
 	atomic_set(&vb->hint_changed, 1);
 	spin_lock_irqsave(&vb->stop_lock, flags);
@@ -1192,6 +1197,7 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 			   enum migrate_mode mode)
 {
 	struct vb_dev *vb = container_of(b_dev_info, struct vb_dev, b_dev_info);
+	bool moved = false;
 	unsigned int n = 0;
 	int err;
 
@@ -1210,9 +1216,12 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 	}
 
 	/*
-	 * The old page is given back first: if the device fails either
-	 * request, @page stays in the balloon, which is safe whatever the
-	 * device did with it, and @newpage was never handed over.
+	 * The old page is given back first. If the device fails that, @page
+	 * stays in the balloon, which is safe whatever the device did with
+	 * it. If it then fails to take @newpage, the move completes when the
+	 * device may have acted on @newpage (it must not be freed), and is
+	 * refused when @newpage never reached it: @page then stays out of
+	 * use although the host gave it up, the safe disagreement.
 	 */
 	vb_add_page_pfns(vb, page, &n);
 	err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
@@ -1220,9 +1229,11 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 		n = 0;
 		vb_add_page_pfns(vb, newpage, &n);
 		err = vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n);
+		moved = !err || err == -ENODEV;
 	}
-	if (err) {
+	if (err)
 		vb_send_failed(vb, "migration", err);
+	if (!moved) {
 		mutex_unlock(&vb->lock);
 		return -EAGAIN;
 	}
@@ -1299,7 +1310,8 @@ static int vb_start_users(struct vb_dev *vb)
 
 	if (rvq && virtqueue_get_vring_size(rvq) >= PAGE_REPORTING_CAPACITY) {
 		vb->pr_dev_info.report = vb_report_free_pages;
-		vb->pr_dev_info.order = 0;	/* the allocator's default */
+		/* The allocator's default order (pageblock_order). */
+		vb->pr_dev_info.order = PAGE_REPORTING_ORDER_UNSPECIFIED;
 		err = page_reporting_register(&vb->pr_dev_info);
 		if (err)
 			return err;
@@ -1317,10 +1329,11 @@ static int vb_start_users(struct vb_dev *vb)
 			vb->reporting = false;
 			return err;
 		}
+		vb->oom_registered = true;
 	}
 
 	spin_lock_irq(&vb->stop_lock);
-	vb->stopped = false;
+	WRITE_ONCE(vb->stopped, false);
 	spin_unlock_irq(&vb->stop_lock);
 	if (vb->vqs[VB_VQ_STATS])
 		virtqueue_kick(vb->vqs[VB_VQ_STATS]);
@@ -1341,17 +1354,24 @@ static int vb_start_users(struct vb_dev *vb)
 static void vb_stop_users(struct vb_dev *vb)
 {
 	spin_lock_irq(&vb->stop_lock);
-	vb->stopped = true;
+	WRITE_ONCE(vb->stopped, true);
 	spin_unlock_irq(&vb->stop_lock);
 
+	/*
+	 * A queue the transport broke (surprise removal) raises no more
+	 * interrupts: wake whoever waits on one, or cancelling below would
+	 * wait for it forever.
+	 */
+	wake_up(&vb->acked);
 	cancel_delayed_work_sync(&vb->balloon_work);
 	cancel_work_sync(&vb->stats_work);
 	cancel_work_sync(&vb->hint_work);
 	if (vb->reporting)
 		page_reporting_unregister(&vb->pr_dev_info);
 	vb->reporting = false;
-	if (vb_wants_oom(vb))
+	if (vb->oom_registered)
 		unregister_oom_notifier(&vb->oom_nb);
+	vb->oom_registered = false;
 	vb_wake_release(vb, VB_WAKE_TARGET | VB_WAKE_STATS);
 }
 
@@ -1410,6 +1430,12 @@ static int vb_validate(struct virtio_device *vdev)
 						VIRTIO_BALLOON_F_PAGE_POISON);
 
 	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
+	/*
+	 * A free page report is up to PAGE_REPORTING_CAPACITY buffers added
+	 * with GFP_NOWAIT from the reporting worker: with indirect
+	 * descriptors each report would need an allocation to succeed.
+	 */
+	__virtio_clear_bit(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 
 	if (!vb_free_pages_patterned()) {
 		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_PAGE_POISON);
@@ -1491,6 +1517,8 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 	case PM_POST_HIBERNATION:
 	case PM_POST_SUSPEND:
 		WRITE_ONCE(vb->hint_paused, false);
+		/* A command id that came meanwhile is looked at now. */
+		vb_hint_changed(vb);
 		break;
 	}
 	return NOTIFY_DONE;
@@ -1610,7 +1638,8 @@ static void vb_abandon_locked(struct vb_dev *vb)
 	lockdep_assert_held(&vb->lock);
 	while (vb->num_bpages > n * VB_BPAGES_PER_PAGE) {
 		got = balloon_page_list_dequeue(&vb->b_dev_info, &pages,
-						VB_BATCH_PFNS);
+						VB_BATCH_PFNS /
+						VB_BPAGES_PER_PAGE);
 		n += got;
 		INIT_LIST_HEAD(&pages);
 		if (!got) {

@@ -417,6 +417,19 @@ static void vbt_witness(struct kunit *test, struct vbt_host *h)
 			    "pages reused before the host was told");
 	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
 	KUNIT_EXPECT_EQ(test, h->bad_inflates, 0);
+	if (vb && vb->state != VB_STATE_RUNNING) {
+		/*
+		 * A frozen or broken device is not asked for anything, but
+		 * every page it may hold must still be out of the guest's use.
+		 */
+		xa_for_each(&h->held, pfn, entry) {
+			struct page *page = pfn_to_page(pfn / VB_BPAGES_PER_PAGE);
+
+			online += !page_ref_count(page) || !PageOffline(page);
+		}
+		KUNIT_EXPECT_EQ_MSG(test, online, 0UL,
+				    "a page the host holds is back in use");
+	}
 	if (!vb || vb->state != VB_STATE_RUNNING)
 		return;
 	/*
@@ -664,10 +677,13 @@ static void vb_test_validate(struct kunit *test)
 	bool patterned = want_init_on_free() || page_poisoning_enabled_static();
 
 	vdev->features = BIT_ULL(VIRTIO_F_ACCESS_PLATFORM) |
+			 BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) |
 			 BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON) |
 			 BIT_ULL(VIRTIO_BALLOON_F_REPORTING);
 	KUNIT_EXPECT_EQ(test, vb_validate(vdev), 0);
 	KUNIT_EXPECT_FALSE(test, virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM));
+	KUNIT_EXPECT_FALSE(test,
+			   virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC));
 	KUNIT_EXPECT_EQ(test,
 			virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON),
 			patterned);
@@ -1492,6 +1508,46 @@ static void vb_test_migrate_device_fails(struct kunit *test)
 	__free_page(newpage);
 	vbt_untold(h);
 }
+
+/*
+ * The device dies taking the new page: it may hold it, so the move
+ * completes and the new page stays in the balloon; the old page was given
+ * back and acknowledged first.
+ */
+static void vb_test_migrate_inflate_fails(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	struct balloon_dev_info *b = &vb->b_dev_info;
+	struct page *page, *newpage;
+	unsigned long pfn;
+	LIST_HEAD(isolated);
+
+	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
+	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+	KUNIT_ASSERT_NOT_NULL(test, newpage);
+	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
+	page = list_first_entry(&isolated, struct page, lru);
+	list_del(&page->lru);
+	pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
+
+	h->break_at[VB_VQ_INFLATE] = 2;
+	lock_page(page);
+	lock_page(newpage);
+	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
+			0);
+	unlock_page(newpage);
+	unlock_page(page);
+
+	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
+	KUNIT_EXPECT_NULL(test, xa_load(&h->held, pfn));
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 1);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 16 * VB_BPAGES_PER_PAGE);
+	/* The core's part: the new page joins the balloon, the old goes. */
+	balloon_page_enqueue(b, newpage);
+	put_page(page);
+	vbt_untold(h);
+}
 #endif
 
 #ifdef CONFIG_PM_SLEEP
@@ -1575,6 +1631,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_deflate_not_completed),
 #ifdef CONFIG_BALLOON_MIGRATION
 	KUNIT_CASE(vb_test_migrate_device_fails),
+	KUNIT_CASE(vb_test_migrate_inflate_fails),
 #endif
 	{}
 };
