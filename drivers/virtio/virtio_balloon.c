@@ -197,27 +197,8 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_HINTED] = "hinted",
 };
 
-/* Statistics this driver reports, in the order it fills them. */
-static const u16 vb_stat_tags[] = {
-	VIRTIO_BALLOON_S_SWAP_IN,
-	VIRTIO_BALLOON_S_SWAP_OUT,
-	VIRTIO_BALLOON_S_MAJFLT,
-	VIRTIO_BALLOON_S_MINFLT,
-	VIRTIO_BALLOON_S_MEMFREE,
-	VIRTIO_BALLOON_S_MEMTOT,
-	VIRTIO_BALLOON_S_AVAIL,
-	VIRTIO_BALLOON_S_CACHES,
-	VIRTIO_BALLOON_S_HTLB_PGALLOC,
-	VIRTIO_BALLOON_S_HTLB_PGFAIL,
-	VIRTIO_BALLOON_S_OOM_KILL,
-	VIRTIO_BALLOON_S_ALLOC_STALL,
-	VIRTIO_BALLOON_S_ASYNC_SCAN,
-	VIRTIO_BALLOON_S_DIRECT_SCAN,
-	VIRTIO_BALLOON_S_ASYNC_RECLAIM,
-	VIRTIO_BALLOON_S_DIRECT_RECLAIM,
-};
-
-#define VB_NR_STATS ARRAY_SIZE(vb_stat_tags)
+/* Statistics this driver reports: every tag the specification defines. */
+#define VB_NR_STATS		16
 
 /**
  * struct vb_dev - one virtio balloon device
@@ -621,49 +602,82 @@ static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
 	}
 }
 
-/* Fill vb->stats; values are bytes, or counts for faults, OOM kills, stalls. */
-static void vb_stats_fill(struct vb_dev *vb)
+/* Allocations that stalled for direct reclaim, in every zone. */
+static u64 vb_alloc_stalls(const unsigned long *ev)
 {
-	unsigned long *ev = vb->vm_events;
-	unsigned long stall = 0, htlb_alloc = 0, htlb_fail = 0;
-	struct sysinfo si;
-	u64 val[VB_NR_STATS];
+	u64 stall = 0;
 	unsigned int i;
 
-	all_vm_events(ev);
-	si_meminfo(&si);
 	for (i = 0; i < MAX_NR_ZONES; i++)
 		stall += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + i];
-#ifdef CONFIG_HUGETLB_PAGE
-	htlb_alloc = ev[HTLB_BUDDY_PGALLOC];
-	htlb_fail = ev[HTLB_BUDDY_PGALLOC_FAIL];
-#endif
-	val[0] = (u64)ev[PSWPIN] << PAGE_SHIFT;
-	val[1] = (u64)ev[PSWPOUT] << PAGE_SHIFT;
-	val[2] = ev[PGMAJFAULT];
-	val[3] = ev[PGFAULT];
-	val[4] = (u64)si.freeram * si.mem_unit;
-	val[5] = (u64)si.totalram * si.mem_unit;
-	val[6] = (u64)si_mem_available() << PAGE_SHIFT;
-	val[7] = (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT;
-	val[8] = htlb_alloc;
-	val[9] = htlb_fail;
-	val[10] = ev[OOM_KILL];
-	val[11] = stall;
-	/*
-	 * The uapi defines the scan and reclaim tags in bytes. Reclaim counts
-	 * these per node, not as vm events.
-	 */
-	val[12] = (u64)global_node_page_state(PGSCAN_KSWAPD) << PAGE_SHIFT;
-	val[13] = (u64)global_node_page_state(PGSCAN_DIRECT) << PAGE_SHIFT;
-	val[14] = (u64)global_node_page_state(PGSTEAL_KSWAPD) << PAGE_SHIFT;
-	val[15] = (u64)global_node_page_state(PGSTEAL_DIRECT) << PAGE_SHIFT;
-	BUILD_BUG_ON(ARRAY_SIZE(val) != 16);
+	return stall;
+}
 
+/* Huge page allocations, or their failures; counted only with hugetlb. */
+static u64 vb_htlb_allocs(const unsigned long *ev, bool failed)
+{
+#ifdef CONFIG_HUGETLB_PAGE
+	return ev[failed ? HTLB_BUDDY_PGALLOC_FAIL : HTLB_BUDDY_PGALLOC];
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Encode the statistics into vb->stats. Each tag sits beside its value in
+ * one table, so the two cannot drift apart. Values are bytes, or counts for
+ * faults, OOM kills and stalls.
+ */
+static void vb_stats_encode(struct vb_dev *vb, const unsigned long *ev,
+			    const struct sysinfo *si)
+{
+	const struct {
+		u16 tag;
+		u64 val;
+	} st[] = {
+		{ VIRTIO_BALLOON_S_SWAP_IN, (u64)ev[PSWPIN] << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_SWAP_OUT, (u64)ev[PSWPOUT] << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_MAJFLT, ev[PGMAJFAULT] },
+		{ VIRTIO_BALLOON_S_MINFLT, ev[PGFAULT] },
+		{ VIRTIO_BALLOON_S_MEMFREE, (u64)si->freeram * si->mem_unit },
+		{ VIRTIO_BALLOON_S_MEMTOT, (u64)si->totalram * si->mem_unit },
+		{ VIRTIO_BALLOON_S_AVAIL,
+		  (u64)si_mem_available() << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_CACHES,
+		  (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_HTLB_PGALLOC, vb_htlb_allocs(ev, false) },
+		{ VIRTIO_BALLOON_S_HTLB_PGFAIL, vb_htlb_allocs(ev, true) },
+		{ VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL] },
+		{ VIRTIO_BALLOON_S_ALLOC_STALL, vb_alloc_stalls(ev) },
+		/*
+		 * The uapi defines the scan and reclaim tags in bytes. Reclaim
+		 * counts these per node, not as vm events.
+		 */
+		{ VIRTIO_BALLOON_S_ASYNC_SCAN,
+		  (u64)global_node_page_state(PGSCAN_KSWAPD) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_DIRECT_SCAN,
+		  (u64)global_node_page_state(PGSCAN_DIRECT) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+		  (u64)global_node_page_state(PGSTEAL_KSWAPD) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+		  (u64)global_node_page_state(PGSTEAL_DIRECT) << PAGE_SHIFT },
+	};
+	unsigned int i;
+
+	BUILD_BUG_ON(ARRAY_SIZE(st) != VB_NR_STATS);
 	for (i = 0; i < VB_NR_STATS; i++) {
-		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, vb_stat_tags[i]);
-		vb->stats[i].val = cpu_to_virtio64(vb->vdev, val[i]);
+		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, st[i].tag);
+		vb->stats[i].val = cpu_to_virtio64(vb->vdev, st[i].val);
 	}
+}
+
+static void vb_stats_fill(struct vb_dev *vb)
+{
+	struct sysinfo si;
+
+	all_vm_events(vb->vm_events);
+	si_meminfo(&si);
+	vb_stats_encode(vb, vb->vm_events, &si);
 }
 
 /* Hand the statistics buffer to the device; it returns it to ask again. */
