@@ -75,13 +75,28 @@
  *
  * Locking
  * -------
- * vb->lock (mutex) serialises everything that uses the inflate and deflate
- * queues or changes the balloon: the balloon work, the OOM notifier,
- * migration and the PM callbacks. Lock order: vb->lock, then the
- * balloon core's page list lock, taken inside its functions.
- * vb->stop_lock (spinlock) protects vb->stopped, which gates the re-queueing
- * of work from the virtio callbacks (atomic context) against
- * cancel_work_sync() in vb_stop_users().
+ * vb->lock (mutex) serialises every change to the balloon and every use of
+ * the inflate and deflate queues: the balloon work, the OOM notifier's
+ * deflate, migration (which only tries the lock, see vb_migrate_page()),
+ * the PM notifier, freeze, restore_early, restore and remove; debugfs takes
+ * it to read a consistent picture. It also protects vb->state and the drop
+ * bookkeeping. It does not serialise the other queues, which have one user
+ * each: the statistics queue the stats work, the free page queue the hint
+ * work, the reporting queue page reporting's callback. Those users run only
+ * between vb_start_users() and vb_stop_users(), and freeze and remove stop
+ * them before the queues go. Lock order: vb->lock, then the balloon core's
+ * page list lock, taken inside its functions.
+ *
+ * vb->stop_lock (spinlock) protects vb->stopped and vb->wake_bits. The
+ * virtio callbacks (atomic context) queue work and hold the wakeup source
+ * only under it and only while vb->stopped is clear, so once vb_stop_users()
+ * has set the flag, the cancel_*_sync() calls after it leave nothing queued.
+ * The hint run also reads the flag without the lock, only to end early.
+ *
+ * vb->pm_restoring is under no lock: only the PM callbacks touch it (freeze
+ * clears it, restore_early sets it, restore reads and clears it), and the PM
+ * core calls those for one device one after another, never at once.
+ * vb->hint_lock protects the hinted blocks' list and counts.
  */
 
 #include <linux/atomic.h>
@@ -134,6 +149,12 @@ module_param(oom_pages, uint, 0644);
 MODULE_PARM_DESC(oom_pages,
 		 "Pages to return on each OOM notification (with VIRTIO_BALLOON_F_DEFLATE_ON_OOM)");
 
+/*
+ * Slots of vb->vqs[], in the specification's queue order. The slot of a
+ * queue whose feature was not negotiated stays NULL and takes no queue
+ * index: virtio_find_vqs() numbers only the queues it is given a name for,
+ * as the device numbers only the queues it offers.
+ */
 enum vb_vq {
 	VB_VQ_INFLATE,
 	VB_VQ_DEFLATE,
@@ -205,7 +226,8 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  * @vdev: the virtio device.
  * @vqs: the virtqueues; NULL where the feature is absent or the device is
  *	not running. Inflate/deflate are used under @lock, stats only by
- *	@stats_work, reporting only from @pr_dev_info's callback.
+ *	@stats_work, the free page queue only by @hint_work, reporting only
+ *	from @pr_dev_info's callback (see "Locking" at the top).
  * @lock: see "Locking" above.
  * @state: enum vb_state; protected by @lock.
  * @num_bpages: bpages in the balloon; protected by @lock. Equals the
@@ -218,6 +240,7 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  * @b_dev_info: the balloon core's page list.
  * @stop_lock: protects @stopped and @wake_bits.
  * @stopped: no work may be queued; set before the users are cancelled.
+ *	Written under @stop_lock; the hint run reads it without, to end early.
  * @wake_bits: VB_WAKE_* events being handled, see vb_wake_hold_locked().
  * @balloon_work: follows the target, one batch per run (freezable).
  * @stats_work: answers a statistics request (freezable).
@@ -244,16 +267,17 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  * @drop_work_start: when the balloon work began the drop; protected by
  *	@lock.
  * @pm_restoring: the PM core announced PMSG_RESTORE since the last freeze;
- *	written by vb_pm_restore_early() and read by vb_restore(), which the
- *	PM core runs one after the other. Only names the transition in
- *	counters and logs; @drop_owed is what the driver acts on.
+ *	cleared by vb_freeze(), set by vb_pm_restore_early(), read and
+ *	cleared by vb_restore(). Under no lock: the PM core runs those
+ *	callbacks one after another. Only names the transition in counters
+ *	and logs; @drop_owed is what the driver acts on.
  * @drop_bpages: bpages dropped since the last thaw or restore callback;
  *	protected by @lock.
  * @pm_nb: PM notifier, see "Hibernation" at the top.
  * @stats: the statistics buffer; only @stats_work and init touch it.
  * @vm_events: scratch for all_vm_events(); only @stats_work uses it.
- * @counters: enum vb_counter; updated under @lock except reporting and
- *	statistics, which each have a single writer.
+ * @counters: enum vb_counter; updated under @lock except reporting,
+ *	statistics and hinting, which each have a single writer.
  * @debugfs: this device's debugfs directory.
  */
 struct vb_dev {
@@ -786,7 +810,7 @@ static void vb_balloon_work(struct work_struct *work)
 		mutex_lock(&vb->lock);
 		if (!vb->short_logged)
 			dev_info(&vb->vdev->dev,
-				 "host asks for %u MiB, the guest can spare %u MiB now; retrying\n",
+				 "host asks for %u MiB, the balloon holds %u MiB and the guest can spare no more now; retrying\n",
 				 vb->last_target / VB_BPAGES_PER_MB,
 				 vb->num_bpages / VB_BPAGES_PER_MB);
 		vb->short_logged = true;
@@ -1149,10 +1173,13 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 	unsigned int n = 0;
 
 	/*
-	 * Never wait for vb->lock: its holder may be allocating, and the
-	 * allocation may be what triggered this compaction. While the balloon
-	 * is being emptied, moving a page would only hand the host a page to
-	 * take back a moment later; leave it to the drop.
+	 * Never sleep on vb->lock. Its holder may be waiting for the host,
+	 * a round trip per batch, or allocating with it held (restore
+	 * re-creates the queues), and that allocation may have entered the
+	 * very compaction that called us. -EAGAIN costs nothing: compaction
+	 * tries the page again later. While the balloon is being emptied,
+	 * moving a page would only hand the host a page to take back a
+	 * moment later; leave it to the drop.
 	 */
 	if (!mutex_trylock(&vb->lock))
 		return -EAGAIN;
