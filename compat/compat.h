@@ -187,14 +187,6 @@ static inline unsigned long __compat_vm_event(enum vm_event_item item)
 #endif
 
 /*
- * The kernel already exports hv_is_hibernation_supported() from its
- * Hyper-V core (built in even with CONFIG_HYPERV=m); the out-of-tree
- * copy must not collide with it.
- */
-#define hv_is_hibernation_supported __compat_hv_is_hibernation_supported
-bool hv_is_hibernation_supported(void);
-
-/*
  * hv_balloon.c, and only it, is compiled with COMPAT_HV_BALLOON.
  *
  * It defines pr_fmt before its first include, as drivers do; this header

@@ -75,13 +75,28 @@
  *
  * Locking
  * -------
- * vb->lock (mutex) serialises everything that uses the inflate and deflate
- * queues or changes the balloon: the balloon work, the OOM notifier,
- * migration and the PM callbacks. Lock order: vb->lock, then the
- * balloon core's page list lock, taken inside its functions.
- * vb->stop_lock (spinlock) protects vb->stopped, which gates the re-queueing
- * of work from the virtio callbacks (atomic context) against
- * cancel_work_sync() in vb_stop_users().
+ * vb->lock (mutex) serialises every change to the balloon and every use of
+ * the inflate and deflate queues: the balloon work, the OOM notifier's
+ * deflate, migration (which only tries the lock, see vb_migrate_page()),
+ * the PM notifier, freeze, restore_early, restore and remove; debugfs takes
+ * it to read a consistent picture. It also protects vb->state and the drop
+ * bookkeeping. It does not serialise the other queues, which have one user
+ * each: the statistics queue the stats work, the free page queue the hint
+ * work, the reporting queue page reporting's callback. Those users run only
+ * between vb_start_users() and vb_stop_users(), and freeze and remove stop
+ * them before the queues go. Lock order: vb->lock, then the balloon core's
+ * page list lock, taken inside its functions.
+ *
+ * vb->stop_lock (spinlock) protects vb->stopped and vb->wake_bits. The
+ * virtio callbacks (atomic context) queue work and hold the wakeup source
+ * only under it and only while vb->stopped is clear, so once vb_stop_users()
+ * has set the flag, the cancel_*_sync() calls after it leave nothing queued.
+ * The hint run also reads the flag without the lock, only to end early.
+ *
+ * vb->pm_restoring is under no lock: only the PM callbacks touch it (freeze
+ * clears it, restore_early sets it, restore reads and clears it), and the PM
+ * core calls those for one device one after another, never at once.
+ * vb->hint_lock protects the hinted blocks' list and counts.
  */
 
 #include <linux/atomic.h>
@@ -135,6 +150,12 @@ module_param(oom_pages, uint, 0644);
 MODULE_PARM_DESC(oom_pages,
 		 "Pages to return on each OOM notification (with VIRTIO_BALLOON_F_DEFLATE_ON_OOM)");
 
+/*
+ * Slots of vb->vqs[], in the specification's queue order. The slot of a
+ * queue whose feature was not negotiated stays NULL and takes no queue
+ * index: virtio_find_vqs() numbers only the queues it is given a name for,
+ * as the device numbers only the queues it offers.
+ */
 enum vb_vq {
 	VB_VQ_INFLATE,
 	VB_VQ_DEFLATE,
@@ -200,34 +221,16 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_HINTED] = "hinted",
 };
 
-/* Statistics this driver reports, in the order it fills them. */
-static const u16 vb_stat_tags[] = {
-	VIRTIO_BALLOON_S_SWAP_IN,
-	VIRTIO_BALLOON_S_SWAP_OUT,
-	VIRTIO_BALLOON_S_MAJFLT,
-	VIRTIO_BALLOON_S_MINFLT,
-	VIRTIO_BALLOON_S_MEMFREE,
-	VIRTIO_BALLOON_S_MEMTOT,
-	VIRTIO_BALLOON_S_AVAIL,
-	VIRTIO_BALLOON_S_CACHES,
-	VIRTIO_BALLOON_S_HTLB_PGALLOC,
-	VIRTIO_BALLOON_S_HTLB_PGFAIL,
-	VIRTIO_BALLOON_S_OOM_KILL,
-	VIRTIO_BALLOON_S_ALLOC_STALL,
-	VIRTIO_BALLOON_S_ASYNC_SCAN,
-	VIRTIO_BALLOON_S_DIRECT_SCAN,
-	VIRTIO_BALLOON_S_ASYNC_RECLAIM,
-	VIRTIO_BALLOON_S_DIRECT_RECLAIM,
-};
-
-#define VB_NR_STATS ARRAY_SIZE(vb_stat_tags)
+/* Statistics this driver reports: every tag the specification defines. */
+#define VB_NR_STATS		16
 
 /**
  * struct vb_dev - one virtio balloon device
  * @vdev: the virtio device.
  * @vqs: the virtqueues; NULL where the feature is absent or the device is
  *	not running. Inflate/deflate are used under @lock, stats only by
- *	@stats_work, reporting only from @pr_dev_info's callback.
+ *	@stats_work, the free page queue only by @hint_work, reporting only
+ *	from @pr_dev_info's callback (see "Locking" at the top).
  * @lock: see "Locking" above.
  * @state: enum vb_state; protected by @lock.
  * @num_bpages: bpages in the balloon; protected by @lock. Equals the
@@ -240,6 +243,7 @@ static const u16 vb_stat_tags[] = {
  * @b_dev_info: the balloon core's page list.
  * @stop_lock: protects @stopped and @wake_bits.
  * @stopped: no work may be queued; set before the users are cancelled.
+ *	Written under @stop_lock; the hint run reads it without, to end early.
  * @wake_bits: VB_WAKE_* events being handled, see vb_wake_hold_locked().
  * @balloon_work: follows the target, one batch per run (freezable).
  * @stats_work: answers a statistics request (freezable).
@@ -269,16 +273,17 @@ static const u16 vb_stat_tags[] = {
  * @drop_work_start: when the balloon work began the drop; protected by
  *	@lock.
  * @pm_restoring: the PM core announced PMSG_RESTORE since the last freeze;
- *	written by vb_pm_restore_early() and read by vb_restore(), which the
- *	PM core runs one after the other. Only names the transition in
- *	counters and logs; @drop_owed is what the driver acts on.
+ *	cleared by vb_freeze(), set by vb_pm_restore_early(), read and
+ *	cleared by vb_restore(). Under no lock: the PM core runs those
+ *	callbacks one after another. Only names the transition in counters
+ *	and logs; @drop_owed is what the driver acts on.
  * @drop_bpages: bpages dropped since the last thaw or restore callback;
  *	protected by @lock.
  * @pm_nb: PM notifier, see "Hibernation" at the top.
  * @stats: the statistics buffer; only @stats_work and init touch it.
  * @vm_events: scratch for all_vm_events(); only @stats_work uses it.
- * @counters: enum vb_counter; updated under @lock except reporting and
- *	statistics, which each have a single writer.
+ * @counters: enum vb_counter; updated under @lock except reporting,
+ *	statistics and hinting, which each have a single writer.
  * @debugfs: this device's debugfs directory.
  */
 struct vb_dev {
@@ -679,49 +684,82 @@ static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
 	}
 }
 
-/* Fill vb->stats; values are bytes, or counts for faults, OOM kills, stalls. */
-static void vb_stats_fill(struct vb_dev *vb)
+/* Allocations that stalled for direct reclaim, in every zone. */
+static u64 vb_alloc_stalls(const unsigned long *ev)
 {
-	unsigned long *ev = vb->vm_events;
-	unsigned long stall = 0, htlb_alloc = 0, htlb_fail = 0;
-	struct sysinfo si;
-	u64 val[VB_NR_STATS];
+	u64 stall = 0;
 	unsigned int i;
 
-	all_vm_events(ev);
-	si_meminfo(&si);
 	for (i = 0; i < MAX_NR_ZONES; i++)
 		stall += ev[ALLOCSTALL_NORMAL - ZONE_NORMAL + i];
-#ifdef CONFIG_HUGETLB_PAGE
-	htlb_alloc = ev[HTLB_BUDDY_PGALLOC];
-	htlb_fail = ev[HTLB_BUDDY_PGALLOC_FAIL];
-#endif
-	val[0] = (u64)ev[PSWPIN] << PAGE_SHIFT;
-	val[1] = (u64)ev[PSWPOUT] << PAGE_SHIFT;
-	val[2] = ev[PGMAJFAULT];
-	val[3] = ev[PGFAULT];
-	val[4] = (u64)si.freeram * si.mem_unit;
-	val[5] = (u64)si.totalram * si.mem_unit;
-	val[6] = (u64)si_mem_available() << PAGE_SHIFT;
-	val[7] = (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT;
-	val[8] = htlb_alloc;
-	val[9] = htlb_fail;
-	val[10] = ev[OOM_KILL];
-	val[11] = stall;
-	/*
-	 * The uapi defines the scan and reclaim tags in bytes. Reclaim counts
-	 * these per node, not as vm events.
-	 */
-	val[12] = (u64)global_node_page_state(PGSCAN_KSWAPD) << PAGE_SHIFT;
-	val[13] = (u64)global_node_page_state(PGSCAN_DIRECT) << PAGE_SHIFT;
-	val[14] = (u64)global_node_page_state(PGSTEAL_KSWAPD) << PAGE_SHIFT;
-	val[15] = (u64)global_node_page_state(PGSTEAL_DIRECT) << PAGE_SHIFT;
-	BUILD_BUG_ON(ARRAY_SIZE(val) != 16);
+	return stall;
+}
 
+/* Huge page allocations, or their failures; counted only with hugetlb. */
+static u64 vb_htlb_allocs(const unsigned long *ev, bool failed)
+{
+#ifdef CONFIG_HUGETLB_PAGE
+	return ev[failed ? HTLB_BUDDY_PGALLOC_FAIL : HTLB_BUDDY_PGALLOC];
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Encode the statistics into vb->stats. Each tag sits beside its value in
+ * one table, so the two cannot drift apart. Values are bytes, or counts for
+ * faults, OOM kills and stalls.
+ */
+static void vb_stats_encode(struct vb_dev *vb, const unsigned long *ev,
+			    const struct sysinfo *si)
+{
+	const struct {
+		u16 tag;
+		u64 val;
+	} st[] = {
+		{ VIRTIO_BALLOON_S_SWAP_IN, (u64)ev[PSWPIN] << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_SWAP_OUT, (u64)ev[PSWPOUT] << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_MAJFLT, ev[PGMAJFAULT] },
+		{ VIRTIO_BALLOON_S_MINFLT, ev[PGFAULT] },
+		{ VIRTIO_BALLOON_S_MEMFREE, (u64)si->freeram * si->mem_unit },
+		{ VIRTIO_BALLOON_S_MEMTOT, (u64)si->totalram * si->mem_unit },
+		{ VIRTIO_BALLOON_S_AVAIL,
+		  (u64)si_mem_available() << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_CACHES,
+		  (u64)global_node_page_state(NR_FILE_PAGES) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_HTLB_PGALLOC, vb_htlb_allocs(ev, false) },
+		{ VIRTIO_BALLOON_S_HTLB_PGFAIL, vb_htlb_allocs(ev, true) },
+		{ VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL] },
+		{ VIRTIO_BALLOON_S_ALLOC_STALL, vb_alloc_stalls(ev) },
+		/*
+		 * The uapi defines the scan and reclaim tags in bytes. Reclaim
+		 * counts these per node, not as vm events.
+		 */
+		{ VIRTIO_BALLOON_S_ASYNC_SCAN,
+		  (u64)global_node_page_state(PGSCAN_KSWAPD) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_DIRECT_SCAN,
+		  (u64)global_node_page_state(PGSCAN_DIRECT) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+		  (u64)global_node_page_state(PGSTEAL_KSWAPD) << PAGE_SHIFT },
+		{ VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+		  (u64)global_node_page_state(PGSTEAL_DIRECT) << PAGE_SHIFT },
+	};
+	unsigned int i;
+
+	BUILD_BUG_ON(ARRAY_SIZE(st) != VB_NR_STATS);
 	for (i = 0; i < VB_NR_STATS; i++) {
-		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, vb_stat_tags[i]);
-		vb->stats[i].val = cpu_to_virtio64(vb->vdev, val[i]);
+		vb->stats[i].tag = cpu_to_virtio16(vb->vdev, st[i].tag);
+		vb->stats[i].val = cpu_to_virtio64(vb->vdev, st[i].val);
 	}
+}
+
+static void vb_stats_fill(struct vb_dev *vb)
+{
+	struct sysinfo si;
+
+	all_vm_events(vb->vm_events);
+	si_meminfo(&si);
+	vb_stats_encode(vb, vb->vm_events, &si);
 }
 
 /* Hand the statistics buffer to the device; it returns it to ask again. */
@@ -830,7 +868,7 @@ static void vb_balloon_work(struct work_struct *work)
 		mutex_lock(&vb->lock);
 		if (!vb->short_logged)
 			dev_info(&vb->vdev->dev,
-				 "host asks for %u MiB, the guest can spare %u MiB now; retrying\n",
+				 "host asks for %u MiB, the balloon holds %u MiB and the guest can spare no more now; retrying\n",
 				 vb->last_target / VB_BPAGES_PER_MB,
 				 vb->num_bpages / VB_BPAGES_PER_MB);
 		vb->short_logged = true;
@@ -1202,10 +1240,13 @@ static int vb_migrate_page(struct balloon_dev_info *b_dev_info,
 	int err;
 
 	/*
-	 * Never wait for vb->lock: its holder may be allocating, and the
-	 * allocation may be what triggered this compaction. While the balloon
-	 * is being emptied, moving a page would only hand the host a page to
-	 * take back a moment later; leave it to the drop.
+	 * Never sleep on vb->lock. Its holder may be waiting for the host,
+	 * a round trip per batch, or allocating with it held (restore
+	 * re-creates the queues), and that allocation may have entered the
+	 * very compaction that called us. -EAGAIN costs nothing: compaction
+	 * tries the page again later. While the balloon is being emptied,
+	 * moving a page would only hand the host a page to take back a
+	 * moment later; leave it to the drop.
 	 */
 	if (!mutex_trylock(&vb->lock))
 		return -EAGAIN;

@@ -215,6 +215,37 @@ def maintainers_for(paths):
         any(p.startswith(ln[3:]) for p in paths)
 
 
+# A function prototype at the start of a line: its name.
+PROTOTYPE = re.compile(r"^(?!static\b)[a-z_][\w \t*]*?\b(\w+)\((?:[^()]|\n)*\);$",
+                       re.M)
+
+
+def splice_declarations(tree, path, before):
+    """Put the prototypes of our header fragment @path into the tree's
+    header of the same name: each replaces the tree's prototype of that
+    function, or goes before the first line matching @before if the tree
+    has none. Only differences become a hunk."""
+    full = os.path.join(tree, path)
+    with open(full) as f:
+        text = f.read()
+    for m in PROTOTYPE.finditer(read(path)):
+        ours, name = m.group(0), m.group(1)
+        theirs = [t for t in PROTOTYPE.finditer(text) if t.group(1) == name]
+        if len(theirs) > 1:
+            raise SystemExit("%s: %s declared %d times" %
+                             (path, name, len(theirs)))
+        if theirs:
+            t = theirs[0]
+            text = text[:t.start()] + ours + text[t.end():]
+            continue
+        at = re.search(before, text, re.M)
+        if not at:
+            raise SystemExit("%s: no line matches %r" % (path, before))
+        text = text[:at.start()] + ours + "\n" + text[at.start():]
+    with open(full, "w") as f:
+        f.write(text)
+
+
 KUNIT_INCLUDE = re.compile(r"\n#ifdef CONFIG_\w+_KUNIT_TEST\n"
                            r"(?:#include \"tests/[^\n]+\"\n)+#endif\n")
 
@@ -262,6 +293,10 @@ def p_hv_driver(tree, target):
     # The rewritten driver has no tracepoints.
     os.unlink(os.path.join(tree, "drivers/hv/hv_trace_balloon.h"))
     splice_kconfig(tree, "drivers/hv/Kconfig", ["HYPERV_BALLOON"])
+    # The helper the driver asks at probe is declared where the kernel
+    # declares it, with the Hyper-V core's other functions.
+    splice_declarations(tree, "include/asm-generic/mshyperv.h",
+                        r"^#else /\* CONFIG_HYPERV \*/$")
     maintainers_add(tree, lambda section, ln: section == HV_SECTION and
                     ln != "F:\tdrivers/hv/tests/")
 

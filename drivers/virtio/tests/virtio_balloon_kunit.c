@@ -18,6 +18,13 @@
  * before the host knew. After every case, vbt_exit() checks that the host
  * holds exactly the pages in the guest's balloon and that actual says so;
  * a case that leaves the device broken says so with vbt_untold().
+ *
+ * Freeze and restore go through the virtio core, virtio_device_freeze()
+ * and virtio_device_restore(), which a transport's PM callbacks call; the
+ * early restore goes through the driver's dev_pm_ops, as the PM core
+ * reaches it. A restore the core fails before the driver's callback, and
+ * the status the core leaves behind, are then what a real device sees.
+ * Probe and remove are still called directly.
  */
 
 #include <kunit/test.h>
@@ -40,6 +47,7 @@ struct vbt_host {
 	struct virtio_balloon_config config;
 	u8 status;
 	bool fail_find_vqs;
+	bool fail_features;		/* the transport's restore fails early */
 
 	int role[VB_VQ_NR];		/* enum vb_vq of each queue index */
 	u16 last_avail[VB_VQ_NR];
@@ -292,7 +300,7 @@ static u64 vbt_get_features(struct virtio_device *vdev)
 
 static int vbt_finalize_features(struct virtio_device *vdev)
 {
-	return 0;
+	return vbt_host(vdev)->fail_features ? -EIO : 0;
 }
 
 static const char *vbt_bus_name(struct virtio_device *vdev)
@@ -339,6 +347,7 @@ static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
 	h->vdev.dev.release = vbt_release;
 	INIT_LIST_HEAD(&h->vdev.vqs);
 	spin_lock_init(&h->vdev.vqs_list_lock);
+	spin_lock_init(&h->vdev.config_lock);
 	device_initialize(&h->vdev.dev);
 	dev_set_name(&h->vdev.dev, "vbt-%s", test->name);
 	test->priv = h;
@@ -604,9 +613,10 @@ static void vb_test_stats_encoding(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, h->requests[VB_VQ_STATS], 1);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_STATS_SENT], 0);
 	KUNIT_ASSERT_EQ(test, h->nr_stats, VB_NR_STATS);
+	/* Every tag the specification defines (0-15), each once, in order. */
 	for (i = 0; i < VB_NR_STATS; i++)
 		KUNIT_EXPECT_EQ(test, le16_to_cpu((__force __le16)h->stats[i].tag),
-				vb_stat_tags[i]);
+				i);
 	KUNIT_EXPECT_EQ(test, le64_to_cpu((__force __le64)h->stats[5].val),
 			(u64)totalram_pages() << PAGE_SHIFT);
 
@@ -817,11 +827,11 @@ static void vb_test_hint_queue_full_stops(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->hint_cmds[1], VIRTIO_BALLOON_CMD_ID_STOP);
 	KUNIT_EXPECT_EQ(test, h->hint_blocks, VBT_QUEUE_SIZE - 1);
 
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 	h->hint_keep = false;
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 }
 
 /* The OOM notifier takes held hint blocks back first. */
@@ -859,7 +869,7 @@ static struct vbt_host *vbt_inflate_freeze(struct kunit *test, u64 features,
 
 	vbt_set_target(h, pages * VB_BPAGES_PER_PAGE);
 	total = totalram_pages();
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_FROZEN);
 	KUNIT_EXPECT_EQ(test, h->del_vqs_calls, 1);
@@ -892,14 +902,14 @@ static void vb_test_hint_freeze_reclaims(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->hint_blocks, 4);
 	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 4);
 
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 
 	/* After thaw, a new id starts a new run. */
 	h->hint_keep = false;
 	h->hint_blocks = 0;
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	h->config.free_page_hint_cmd_id = cpu_to_le32(10);
 	vb_config_changed(&h->vdev);
 	flush_work(&vb->hint_work);
@@ -922,7 +932,7 @@ static void vb_test_freeze_thaw_keeps_balloon(struct kunit *test)
 	struct vb_dev *vb = vbt_vb(h);
 	unsigned long total = totalram_pages();
 
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_RUNNING);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_THAWED], 1);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORED], 0);
@@ -935,6 +945,15 @@ static void vb_test_freeze_thaw_keeps_balloon(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 600 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 600);
+}
+
+/*
+ * PMSG_RESTORE's early phase, as the PM core reaches it: through the
+ * driver's dev_pm_ops, before the transport restores the device.
+ */
+static int vbt_pm_restore_early(struct vbt_host *h)
+{
+	return h->vdev.dev.driver->pm->restore_early(&h->vdev.dev);
 }
 
 /*
@@ -951,9 +970,9 @@ static int vbt_restore(struct vbt_host *h, bool new_vm, u32 target)
 		vbt_new_host(h, target);
 	else
 		h->config.num_pages = cpu_to_le32(target);
-	vb_pm_restore_early(&h->vdev.dev);
+	vbt_pm_restore_early(h);
 	h->caller = current;
-	err = vb_restore(&h->vdev);
+	err = virtio_device_restore(&h->vdev);
 	h->caller = NULL;
 	return err;
 }
@@ -994,8 +1013,8 @@ static void vb_test_restore_drops_balloon(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->unknown_deflates, 1000 * VB_BPAGES_PER_PAGE);
 
 	/* The next freeze is a thaw again unless the PM core says otherwise. */
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_THAWED], 1);
 	KUNIT_EXPECT_FALSE(test, vb->drop_owed);
 }
@@ -1071,7 +1090,9 @@ static void vb_test_restore_tells_host_first(struct kunit *test)
 
 /*
  * Issue 10, defect 3: the transport's restore fails before vb_restore()
- * runs. The next hibernation's thaw still owes the new host the drop.
+ * runs (here the virtio core's feature negotiation, which the core does
+ * before it calls the driver). The next hibernation's thaw still owes the
+ * new host the drop.
  */
 static void vb_test_restore_owed_across_failed_transport(struct kunit *test)
 {
@@ -1080,10 +1101,15 @@ static void vb_test_restore_owed_across_failed_transport(struct kunit *test)
 
 	/* The new host wants the same size: only the drop can tell it. */
 	vbt_new_host(h, 1000 * VB_BPAGES_PER_PAGE);
-	vb_pm_restore_early(&h->vdev.dev);
+	vbt_pm_restore_early(h);
+	h->fail_features = true;
+	KUNIT_EXPECT_EQ(test, virtio_device_restore(&h->vdev), -EIO);
+	h->fail_features = false;
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_RESTORED], 0);
+	KUNIT_EXPECT_TRUE(test, h->status & VIRTIO_CONFIG_S_FAILED);
 	/* The transport gave up; the device stays frozen. Next S4: */
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);	/* a thaw */
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);	/* a thaw */
 	vbt_finish_drop(test, h);
 	vbt_settle(h);
 
@@ -1106,7 +1132,7 @@ static int vbt_freeze_thread(void *data)
 {
 	struct vbt_freezer *f = data;
 
-	f->err = vb_freeze(&f->h->vdev);
+	f->err = virtio_device_freeze(&f->h->vdev);
 	complete(&f->done);
 	return 0;
 }
@@ -1169,7 +1195,7 @@ static void vb_test_freeze_during_drop(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vbt_actual(h), 2 * VB_BATCH_PFNS);
 
 	h->stall_deflate = 0;
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);	/* a thaw */
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);	/* a thaw */
 	vbt_finish_drop(test, h);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
 	KUNIT_EXPECT_EQ(test, h->pfns[VB_VQ_DEFLATE], 4 * VB_BATCH_PFNS);
@@ -1242,12 +1268,12 @@ static void vb_test_image_loader_hands_back(struct kunit *test)
 	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
 
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);	/* PMSG_QUIESCE */
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);	/* PMSG_QUIESCE */
 	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
 	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
 
 	/* The image could not be restored: PMSG_RECOVER, then the notifier. */
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	vb_pm_notify(&vb->pm_nb, PM_POST_RESTORE, NULL);
 	vbt_settle(h);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
@@ -1264,7 +1290,7 @@ static void vb_test_quiesce_hands_back_late_pages(struct kunit *test)
 	mutex_lock(&vb->lock);
 	vb->handing_back = true;	/* the notifier, racing an inflate */
 	mutex_unlock(&vb->lock);
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
 	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
@@ -1279,9 +1305,7 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 
 	vbt_untold(h);
 	h->fail_find_vqs = true;
-	/* The transport's restore negotiated features before calling us. */
-	h->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-		    VIRTIO_CONFIG_S_FEATURES_OK;
+	/* The virtio core negotiates features before calling us. */
 	KUNIT_EXPECT_EQ(test, vbt_restore(h, true, 0), -ENOMEM);
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
@@ -1290,8 +1314,8 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, delayed_work_pending(&vb->balloon_work));
 
 	/* A second freeze/restore cannot revive it and says so. */
-	KUNIT_EXPECT_EQ(test, vb_freeze(&h->vdev), 0);
-	KUNIT_EXPECT_EQ(test, vb_restore(&h->vdev), -EINVAL);
+	KUNIT_EXPECT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, virtio_device_restore(&h->vdev), -EINVAL);
 
 	/*
 	 * remove leaves the device reset; the held pages stay out of use, as
@@ -1394,13 +1418,13 @@ static void vb_test_pm_cycle_features(struct kunit *test)
 	struct vb_dev *vb = vbt_vb(h);
 	unsigned long total = totalram_pages();
 
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	vbt_settle(h);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
 	vbt_expect_users(test, h, *features, 2);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
 
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_FALSE(test, vb->reporting);
 	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 0), 0);
 	vbt_finish_drop(test, h);

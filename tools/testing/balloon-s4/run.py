@@ -109,7 +109,7 @@ def build_module(kdir, outdir, w1=True):
                 if re.search(r"\b(warning|error):", ln)]
     ko = os.path.join(src, "drivers/virtio/virtio_balloon.ko")
     # Debian's kernels have CONFIG_HYPERV: all three modules must be there.
-    kos = [ko, os.path.join(src, "hv_s4.ko"),
+    kos = [ko, os.path.join(src, "arch/x86/hyperv/hv_s4.ko"),
            os.path.join(src, "drivers/hv/hv_balloon.ko")]
     missing = [k for k in kos if not os.path.exists(k)]
     if missing and r.returncode == 0:
@@ -217,7 +217,7 @@ class Runner:
             intree = glob.glob("%s/kernel/drivers/virtio/"
                                "virtio_balloon.ko*" % modroot)[0]
             extra = [os.path.join(os.path.dirname(kos[kver]), "..", "..",
-                                  "hv_s4.ko")]
+                                  "arch/x86/hyperv/hv_s4.ko")]
             vm.build_initramfs(initrd, kver, kos[kver], intree,
                                [e for e in extra if os.path.exists(e)],
                                modroot=modroot)

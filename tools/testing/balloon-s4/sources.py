@@ -7,7 +7,8 @@ import shutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
-SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "arch", "drivers"]
+SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "include", "arch",
+           "drivers"]
 
 
 def copy_sources(dest, entries=None):
