@@ -150,6 +150,11 @@ module_param(oom_pages, uint, 0644);
 MODULE_PARM_DESC(oom_pages,
 		 "Pages to return on each OOM notification (with VIRTIO_BALLOON_F_DEFLATE_ON_OOM)");
 
+static unsigned int hib_give_pct = 100;
+module_param(hib_give_pct, uint, 0644);
+MODULE_PARM_DESC(hib_give_pct,
+		 "Percent of the estimated need to give back before a hibernation image (for measuring the least that works; default 100)");
+
 /*
  * Slots of vb->vqs[], in the specification's queue order. The slot of a
  * queue whose feature was not negotiated stays NULL and takes no queue
@@ -203,6 +208,7 @@ enum vb_counter {
 	VB_CNT_STATS_SENT,	/* statistics buffers answered */
 	VB_CNT_HINT_RUNS,	/* free page hint runs */
 	VB_CNT_HINTED,		/* pages hinted */
+	VB_CNT_HIB_GIVEN,	/* bpages given back for hibernation images */
 	VB_CNT_NR,
 };
 
@@ -219,6 +225,7 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_STATS_SENT] = "stats_sent",
 	[VB_CNT_HINT_RUNS] = "hint_runs",
 	[VB_CNT_HINTED] = "hinted",
+	[VB_CNT_HIB_GIVEN] = "hib_given",
 };
 
 /* Statistics this driver reports: every tag the specification defines. */
@@ -280,6 +287,15 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  * @drop_bpages: bpages dropped since the last thaw or restore callback;
  *	protected by @lock.
  * @pm_nb: PM notifier, see "Hibernation" at the top.
+ * @hib_holding: between PM_HIBERNATION_PREPARE and PM_POST_HIBERNATION:
+ *	inflate nothing, so what vb_hib_give_back() returned stays with the
+ *	guest until the image is written or hibernation fails; protected by
+ *	@lock.
+ * @hib_reserve_armed: the next freeze takes the thaw reserve; set by
+ *	vb_hib_give_back() for a tight guest; protected by @lock.
+ * @thaw_reserve: pages deflated, told, at freeze and held off the page
+ *	allocator until thaw or restore re-creates the queues (see
+ *	"Hibernation headroom"); protected by @lock.
  * @stats: the statistics buffer; only @stats_work and init touch it.
  * @vm_events: scratch for all_vm_events(); only @stats_work uses it.
  * @counters: enum vb_counter; updated under @lock except reporting,
@@ -328,6 +344,9 @@ struct vb_dev {
 	unsigned int drop_bpages;
 	bool pm_restoring;
 	struct notifier_block pm_nb;
+	bool hib_holding;
+	bool hib_reserve_armed;
+	struct list_head thaw_reserve;
 
 	struct virtio_balloon_stat stats[VB_NR_STATS];
 	unsigned long vm_events[NR_VM_EVENT_ITEMS];
@@ -860,6 +879,9 @@ static void vb_balloon_work(struct work_struct *work)
 	}
 	target = vb->handing_back ? 0 : vb_target(vb);
 	held = vb->num_bpages;
+	/* Preparing an image: keep what vb_hib_give_back() returned. */
+	if (vb->hib_holding)
+		target = min(target, held);
 	if (target < held)
 		vb_deflate_locked(vb, held - target, true);
 	mutex_unlock(&vb->lock);
@@ -1507,7 +1529,263 @@ static void vb_write_poison(struct vb_dev *vb)
 			 &poison);
 }
 
+/*
+ * Hand the thaw reserve (see "Hibernation headroom") to the page
+ * allocator. Context: vb->lock held.
+ */
+static void vb_thaw_reserve_release(struct vb_dev *vb)
+{
+	lockdep_assert_held(&vb->lock);
+	if (!list_empty(&vb->thaw_reserve))
+		vb_release_pages(&vb->thaw_reserve);
+}
+
 #ifdef CONFIG_PM_SLEEP
+/*
+ * Hibernation headroom
+ * --------------------
+ * The kernel preallocates every page frame of the image in
+ * hibernate_preallocate_memory(), after processes are frozen and before any
+ * device freezes, from what the guest holds outside the balloon. Its own
+ * budget, with T the free plus saveable pages (the kernel's own reserved
+ * pages, its image and memory map, are saved too) and R the zones' reserve
+ * (totalreserve_pages: high watermarks and lowmem reserves), is that an
+ * image of S pages fits when
+ *
+ *	2 * S <= T - R - metadata - PAGES_FOR_IO - 4 * reserved_size
+ *
+ * S is a copy of every saveable page; with image_size 0 the kernel first
+ * shrinks S towards the pages nothing can reclaim (minimum_image_size()).
+ * PAGES_FOR_IO (4 MiB) and reserved_size (1 MiB by default, counted twice
+ * on each side) are what the kernel keeps for the swap writer, its
+ * compression threads' buffers and CRC state, and drivers' thaw and
+ * freeze allocations.
+ *
+ * When a balloon leaves T too small the preallocation fails ("Image
+ * allocation is N pages short"), or, worse, it succeeds on the image
+ * size it expected and the copy, which turns out larger, takes the rest
+ * from the atomic reserves: thaw then finds every zone under its min
+ * watermark, the queues cannot be re-created and the image cannot be
+ * written. So on PM_HIBERNATION_PREPARE the driver computes that budget
+ * from the same counters (vb_hib_need()), with R taken at the min
+ * watermark, where the copy and thaw really stop, and gives back (deflates,
+ * telling the host, which is the host that keeps running while the image
+ * is made) the pages missing, plus the thaw reserve and a margin of
+ * 1/VB_HIB_MARGIN_DIV of the image for what user space, still running at
+ * that point, allocates before it is frozen. Nothing is inflated again
+ * until PM_POST_HIBERNATION, after which the balloon follows the host's
+ * target. Ordinary memory pressure never deflates through this path.
+ *
+ * The thaw reserve: thaw runs after the snapshot, when the image copy
+ * fills memory, and re-creating the queues needs memory. A freeze after
+ * such a give-back deflates VB_THAW_RESERVE_PAGES more, told while the
+ * queues still exist, and keeps them off the allocator until thaw or
+ * restore is about to find the queues again.
+ */
+#define VB_HIB_IO_PAGES		((4UL << 20) >> PAGE_SHIFT)	/* PAGES_FOR_IO */
+#define VB_HIB_SPARE_PAGES	((1UL << 20) >> PAGE_SHIFT)	/* reserved_size */
+#define VB_THAW_RESERVE_PAGES	((1UL << 20) >> PAGE_SHIFT)
+#define VB_HIB_MARGIN_DIV	20
+
+/**
+ * struct vb_hib_mem - what the image budget is computed from, in pages
+ * @guest: pages the page allocator manages outside the balloon
+ *	(totalram_pages()).
+ * @kernel: present pages neither managed nor ballooned: the kernel image,
+ *	the memory map and early allocations, which the image saves too.
+ * @free: free pages, those on the per-CPU lists included.
+ * @reclaimable: pages minimum_image_size() counts as reclaimable:
+ *	reclaimable slab and the anon and file LRU lists.
+ * @reserve: the zones' min watermarks and lowmem reserves, which neither
+ *	the copy nor thaw can use; see vb_hib_zones().
+ * @present: page frames the snapshot's bitmaps cover.
+ */
+struct vb_hib_mem {
+	unsigned long guest;
+	unsigned long kernel;
+	unsigned long free;
+	unsigned long reclaimable;
+	unsigned long reserve;
+	unsigned long present;
+};
+
+/**
+ * vb_hib_need() - pages the guest lacks to make and write its image
+ * @m: the guest's memory, see struct vb_hib_mem.
+ * @image: set to the estimated image size in pages.
+ *
+ * The image is taken as every page in use, the kernel's own included,
+ * less half of what the kernel counts as reclaimable: with image_size 0
+ * the kernel asks reclaim for all of it, but with swap on a slow disk and
+ * the GFP mask restricted, half is what it got in our measurements, and an
+ * image larger than the estimate is what would make hibernation fail.
+ *
+ * Return: pages to give back for the budget under "Hibernation headroom"
+ * to hold, with a margin of 1/VB_HIB_MARGIN_DIV of the image and the thaw
+ * reserve; 0 if the budget already holds.
+ */
+static unsigned long vb_hib_need(const struct vb_hib_mem *m,
+				 unsigned long *image)
+{
+	unsigned long used = m->guest > m->free ? m->guest - m->free : 0;
+	unsigned long have = m->guest + m->kernel;
+	unsigned long want;
+
+	used += m->kernel;
+	*image = used > m->reclaimable / 2 ? used - m->reclaimable / 2 : 0;
+	/* Two bitmaps, each with its copy, one bit per page frame. */
+	want = 2 * *image + 4 * DIV_ROUND_UP(m->present, PAGE_SIZE * 8) +
+	       m->reserve + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
+	if (want <= have)
+		return 0;
+	return want - have + *image / VB_HIB_MARGIN_DIV +
+	       VB_THAW_RESERVE_PAGES;
+}
+
+/*
+ * Walk the zones for two numbers the kernel does not export:
+ *
+ * @pcp: free pages on the per-CPU lists, which NR_FREE_PAGES leaves out.
+ * After a large free, such as the end of an earlier hibernation attempt,
+ * they hold up to the low watermark per CPU, and the snapshot drains them:
+ * counted as in use they would count twice in the image estimate.
+ *
+ * @reserve: what no allocation for thaw or the image write can use: each
+ * zone's min watermark and its largest lowmem reserve, at most its size.
+ * totalreserve_pages, which the preallocation subtracts, takes the high
+ * watermark instead; between the two lie pages that the copy and thaw do
+ * use, so the kernel's own budget asks for more than a balloon needs to
+ * give back.
+ */
+static void vb_hib_zones(unsigned long *pcp, unsigned long *reserve)
+{
+	unsigned long res, on_lists = 0, unusable = 0;
+	struct zone *zone;
+	int nid, z, j, cpu;
+
+	for_each_online_node(nid) {
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			zone = &NODE_DATA(nid)->node_zones[z];
+			if (!populated_zone(zone))
+				continue;
+			res = 0;
+			for (j = z; j < MAX_NR_ZONES; j++)
+				res = max_t(unsigned long, res,
+					    zone->lowmem_reserve[j]);
+			res += min_wmark_pages(zone);
+			unusable += min(res, zone_managed_pages(zone));
+			if (!zone->per_cpu_pageset)
+				continue;
+			for_each_online_cpu(cpu)
+				on_lists += READ_ONCE(per_cpu_ptr(zone->per_cpu_pageset,
+								  cpu)->count);
+		}
+	}
+	*pcp = on_lists;
+	*reserve = unusable;
+}
+
+/* Read the counters vb_hib_need() works from. */
+static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
+{
+	unsigned long outside, pcp;
+
+	vb_hib_zones(&pcp, &m->reserve);
+	m->guest = totalram_pages();
+	m->free = global_zone_page_state(NR_FREE_PAGES) + pcp;
+	m->reclaimable = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B) +
+			 global_node_page_state(NR_ACTIVE_ANON) +
+			 global_node_page_state(NR_INACTIVE_ANON) +
+			 global_node_page_state(NR_ACTIVE_FILE) +
+			 global_node_page_state(NR_INACTIVE_FILE);
+	m->present = get_num_physpages();
+	outside = m->guest + READ_ONCE(vb->num_bpages) / VB_BPAGES_PER_PAGE;
+	m->kernel = m->present > outside ? m->present - outside : 0;
+}
+
+/**
+ * vb_hib_give_back() - return what the hibernation image needs
+ * @vb: the balloon.
+ * @m: the guest's memory now.
+ *
+ * Deflates, telling the host, the pages vb_hib_need() asks for, or the
+ * whole balloon if it holds fewer: with an empty balloon hibernation then
+ * fails or succeeds as it would without this driver. Arms the thaw
+ * reserve when anything was given back and something is left to take it
+ * from. Logs what was given back and the numbers behind it.
+ *
+ * Context: vb->lock held; the device running.
+ * Return: bpages given back.
+ */
+static unsigned int vb_hib_give_back(struct vb_dev *vb,
+				     const struct vb_hib_mem *m)
+{
+	unsigned long need, image, want;
+	unsigned int done = 0, step;
+
+	lockdep_assert_held(&vb->lock);
+	need = vb_hib_need(m, &image) * READ_ONCE(hib_give_pct) / 100;
+	want = min_t(unsigned long, need * VB_BPAGES_PER_PAGE, vb->num_bpages);
+	while (done < want) {
+		step = vb_deflate_locked(vb, want - done, true);
+		if (!step)
+			break;
+		done += step;
+	}
+	vb->counters[VB_CNT_HIB_GIVEN] += done;
+	vb->hib_reserve_armed = done && vb->num_bpages;
+	if (done + vb->num_bpages)
+		dev_info(&vb->vdev->dev,
+			 "hibernation: gave back %u of %u ballooned pages: image ~%lu pages, guest %lu+%lu pages, %lu free, %lu reclaimable, reserve %lu, short %lu%s\n",
+			 done / VB_BPAGES_PER_PAGE,
+			 (done + vb->num_bpages) / VB_BPAGES_PER_PAGE, image,
+			 m->guest, m->kernel, m->free, m->reclaimable,
+			 m->reserve, need,
+			 need * VB_BPAGES_PER_PAGE > done ?
+			 " (even an empty balloon may not be enough)" : "");
+	return done;
+}
+
+/*
+ * Take the thaw reserve (see "Hibernation headroom"): deflate, told, and
+ * hold the pages. Context: vb->lock held; users stopped, queues present.
+ */
+static void vb_thaw_reserve_take(struct vb_dev *vb)
+{
+	unsigned int nr, n = 0;
+	struct page *page, *next;
+	LIST_HEAD(pages);
+	int err;
+
+	lockdep_assert_held(&vb->lock);
+	if (!vb->hib_reserve_armed)
+		return;
+	vb->hib_reserve_armed = false;
+	nr = balloon_page_list_dequeue(&vb->b_dev_info, &pages,
+				       min_t(unsigned long,
+					     VB_THAW_RESERVE_PAGES,
+					     VB_BATCH_PFNS / VB_BPAGES_PER_PAGE));
+	if (!nr)
+		return;
+	list_for_each_entry(page, &pages, lru)
+		vb_add_page_pfns(vb, page, &n);
+	err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
+	if (err) {
+		/* The host may still hold them: back into the balloon. */
+		list_for_each_entry_safe(page, next, &pages, lru) {
+			list_del(&page->lru);
+			balloon_page_enqueue(&vb->b_dev_info, page);
+		}
+		vb_send_failed(vb, "deflate", err);
+		return;
+	}
+	vb->num_bpages -= nr * VB_BPAGES_PER_PAGE;
+	vb->counters[VB_CNT_DEFLATED] += nr * VB_BPAGES_PER_PAGE;
+	vb->counters[VB_CNT_HIB_GIVEN] += nr * VB_BPAGES_PER_PAGE;
+	vb_write_actual(vb);
+	list_splice(&pages, &vb->thaw_reserve);
+}
+
 /**
  * vb_pm_notify() - learn what the next freeze is for
  * @nb: vb->pm_nb.
@@ -1519,7 +1797,8 @@ static void vb_write_poison(struct vb_dev *vb)
  * then uses every frame, so the balloon is handed back to the host here,
  * before the image is read, and stays empty until PM_POST_RESTORE (no
  * image restored after all). Freezes that follow PM_HIBERNATION_PREPARE
- * keep the balloon.
+ * keep the balloon, less what vb_hib_give_back() returned for the image;
+ * PM_POST_HIBERNATION lets the balloon follow the host's target again.
  *
  * From PM_HIBERNATION_PREPARE or PM_SUSPEND_PREPARE to the matching POST
  * event, free page hinting pauses (see "Free page hinting").
@@ -1530,6 +1809,7 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 			void *unused)
 {
 	struct vb_dev *vb = container_of(nb, struct vb_dev, pm_nb);
+	struct vb_hib_mem mem;
 	unsigned int held;
 
 	switch (event) {
@@ -1552,10 +1832,24 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		vb_queue_balloon_work(vb, 0);
 		break;
 	case PM_HIBERNATION_PREPARE:
+		vb_hib_mem_read(vb, &mem);
+		mutex_lock(&vb->lock);
+		vb->hib_holding = true;
+		if (vb->state == VB_STATE_RUNNING && !vb_emptying(vb))
+			vb_hib_give_back(vb, &mem);
+		mutex_unlock(&vb->lock);
+		fallthrough;
 	case PM_SUSPEND_PREPARE:
 		WRITE_ONCE(vb->hint_paused, true);
 		break;
 	case PM_POST_HIBERNATION:
+		/* Image written and resumed, or hibernation failed. */
+		mutex_lock(&vb->lock);
+		vb->hib_holding = false;
+		vb->hib_reserve_armed = false;
+		mutex_unlock(&vb->lock);
+		vb_queue_balloon_work(vb, 0);
+		fallthrough;
 	case PM_POST_SUSPEND:
 		WRITE_ONCE(vb->hint_paused, false);
 		/* A command id that came meanwhile is looked at now. */
@@ -1609,6 +1903,7 @@ static int vb_probe(struct virtio_device *vdev)
 	INIT_WORK(&vb->hint_work, vb_hint_work);
 	spin_lock_init(&vb->hint_lock);
 	INIT_LIST_HEAD(&vb->hint_held);
+	INIT_LIST_HEAD(&vb->thaw_reserve);
 	vb->hint_cmd = VIRTIO_BALLOON_CMD_ID_STOP;
 	vb->oom_nb.notifier_call = vb_oom_notify;
 	vb->oom_nb.priority = 80;
@@ -1722,6 +2017,7 @@ static void vb_remove(struct virtio_device *vdev)
 			virtio_reset_device(vdev);
 		vb_abandon_locked(vb);
 	}
+	vb_thaw_reserve_release(vb);
 	mutex_unlock(&vb->lock);
 	kfree(vb->pfns);
 	kfree(vb);
@@ -1744,6 +2040,9 @@ static int vb_freeze(struct virtio_device *vdev)
 	/* The users are stopped: nothing refills it meanwhile. */
 	if (vb->state == VB_STATE_RUNNING && vb->handing_back)
 		vb_deflate_all_locked(vb, true);
+	/* After a give-back for the image; a failed request breaks it. */
+	if (vb->state == VB_STATE_RUNNING)
+		vb_thaw_reserve_take(vb);
 	if (vb->state == VB_STATE_RUNNING) {
 		vb_del_vqs(vb);
 		vb_set_state(vb, VB_STATE_FROZEN);
@@ -1785,6 +2084,8 @@ static int vb_restore(struct virtio_device *vdev)
 			what, vb_state_names[vb->state]);
 		return -EINVAL;
 	}
+	/* Told at freeze: the queues' memory is ours whatever thaw finds. */
+	vb_thaw_reserve_release(vb);
 	err = vb_init_vqs(vb);
 	if (err) {
 		step = "re-create virtqueues";

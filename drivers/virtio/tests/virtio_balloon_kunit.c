@@ -86,6 +86,7 @@ struct vbt_host {
 	struct virtio_balloon_stat stats[VB_NR_STATS];
 	unsigned int nr_stats;
 	unsigned int del_vqs_calls;
+	unsigned long find_vqs_totalram;	/* totalram_pages() at find_vqs */
 };
 
 static struct vbt_host *vbt_host(struct virtio_device *vdev)
@@ -270,6 +271,7 @@ static int vbt_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
 	struct vbt_host *h = vbt_host(vdev);
 	unsigned int i, q = 0;
 
+	h->find_vqs_totalram = totalram_pages();
 	if (h->fail_find_vqs)
 		return -ENOMEM;
 	for (i = 0; i < nvqs; i++) {
@@ -1436,6 +1438,227 @@ static void vb_test_pm_cycle_features(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 200 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 400);
 }
+
+/* Issue 15: the image budget, from made-up counters (pages). */
+static void vb_test_hib_need_estimate(struct kunit *test)
+{
+	struct vb_hib_mem m = {
+		.guest = 10000, .kernel = 1000, .free = 2000,
+		.reclaimable = 3000, .reserve = 500, .present = 20000,
+	};
+	unsigned long image, want;
+
+	/*
+	 * In use 8000 + the kernel's 1000, less half of 3000 reclaimable:
+	 * 7500. Budget 2 * 7500 + bitmaps 4 + reserve 500 + PAGES_FOR_IO
+	 * 1024 + 4 reserved_size 1024, against the 11000 the guest and the
+	 * kernel have; then 1/20 of the image and the thaw reserve.
+	 */
+	want = 15000 + 4 + 500 + 1024 + 1024;
+	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image),
+			want - 11000 + 7500 / 20 + VB_THAW_RESERVE_PAGES);
+	KUNIT_EXPECT_EQ(test, image, 7500UL);
+
+	/* Enough room: nothing to give back, and no thaw reserve either. */
+	m.guest = 30000;
+	m.free = 25000;
+	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image), 0UL);
+	KUNIT_EXPECT_EQ(test, image, 4500UL);
+
+	/* Just enough, and one page short of it. */
+	m.guest = 20000;
+	m.free = 15000;
+	m.reclaimable = 0;
+	m.reserve = 7000;
+	/* image 6000: want 12000 + 4 + 7000 + 2048 = 21052, have 21000. */
+	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image),
+			52UL + 6000 / 20 + VB_THAW_RESERVE_PAGES);
+	m.reserve = 6948;
+	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image), 0UL);
+
+	/* Everything reclaimable: the image is empty, the overhead stays. */
+	m.guest = 1000;
+	m.free = 0;
+	m.reclaimable = 5000;
+	vb_hib_need(&m, &image);
+	KUNIT_EXPECT_EQ(test, image, 0UL);
+}
+
+/* Made-up counters under which vb_hib_need() asks for @short pages. */
+static void vbt_hib_mem_short(struct vb_hib_mem *m, unsigned long short_by)
+{
+	unsigned long image;
+
+	memset(m, 0, sizeof(*m));
+	m->reclaimable = ULONG_MAX / 4;
+	m->guest = 100000;
+	/* Lower the guest's pages until the need is exactly @short_by. */
+	while (m->guest && vb_hib_need(m, &image) < short_by)
+		m->guest--;
+}
+
+/*
+ * Issue 15: the give-back deflates only the need, tells the host about
+ * every page before the guest has it (the witness in vbt_exit() checks
+ * early reuse and agreement), inflates nothing until PM_POST_HIBERNATION,
+ * then follows the target again.
+ */
+static void vb_test_hib_gives_back_need(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total, need, image;
+	struct vb_hib_mem m;
+
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	total = totalram_pages();
+	vbt_hib_mem_short(&m, 400);
+	need = vb_hib_need(&m, &image);
+	KUNIT_ASSERT_GE(test, need, 400UL);
+	KUNIT_ASSERT_LT(test, need, 1000UL);
+
+	mutex_lock(&vb->lock);
+	vb->hib_holding = true;
+	KUNIT_EXPECT_EQ(test, vb_hib_give_back(vb, &m),
+			(unsigned int)need * VB_BPAGES_PER_PAGE);
+	mutex_unlock(&vb->lock);
+
+	KUNIT_EXPECT_EQ(test, vb->num_bpages,
+			(1000 - (unsigned int)need) * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), (unsigned long)vb->num_bpages);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), vb->num_bpages);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + need);
+	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HIB_GIVEN],
+			need * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_TRUE(test, vb->hib_reserve_armed);
+
+	/* The host's unchanged target does not take the pages back yet. */
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages,
+			(1000 - (unsigned int)need) * VB_BPAGES_PER_PAGE);
+
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_FALSE(test, vb->hib_holding);
+}
+
+/*
+ * Issue 15: a balloon smaller than the need is emptied, told, and comes
+ * back whole after a failed hibernation (PM_POST_HIBERNATION).
+ */
+static void vb_test_hib_gives_back_at_most_all(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total;
+	struct vb_hib_mem m;
+
+	vbt_set_target(h, 300 * VB_BPAGES_PER_PAGE);
+	total = totalram_pages();
+	vbt_hib_mem_short(&m, 5000);
+
+	mutex_lock(&vb->lock);
+	vb->hib_holding = true;
+	KUNIT_EXPECT_EQ(test, vb_hib_give_back(vb, &m),
+			300 * VB_BPAGES_PER_PAGE);
+	mutex_unlock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 0);
+	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 300);
+	/* Nothing left to take a thaw reserve from. */
+	KUNIT_EXPECT_FALSE(test, vb->hib_reserve_armed);
+
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 300 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 300UL * VB_BPAGES_PER_PAGE);
+}
+
+/* Enough memory: the notifier gives nothing back and arms no reserve. */
+static void vb_test_hib_nothing_needed(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	struct vb_hib_mem m = {
+		.guest = 100000, .free = 90000, .present = 100000,
+	};
+
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
+	mutex_lock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, vb_hib_give_back(vb, &m), 0);
+	KUNIT_EXPECT_FALSE(test, vb->hib_reserve_armed);
+	mutex_unlock(&vb->lock);
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 100 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+}
+
+/*
+ * Issue 15: after a give-back, freeze deflates the thaw reserve, told
+ * while the queues exist, and thaw hands it to the allocator before it
+ * finds the queues.
+ */
+static void vb_test_thaw_reserve(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total, res = VB_THAW_RESERVE_PAGES;
+	unsigned int left;
+
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	mutex_lock(&vb->lock);
+	vb->hib_holding = true;
+	vb->hib_reserve_armed = true;
+	mutex_unlock(&vb->lock);
+
+	total = totalram_pages();
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	left = (1000 - res) * VB_BPAGES_PER_PAGE;
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
+	/* Told before the queues went, and not yet the guest's. */
+	KUNIT_EXPECT_EQ(test, vbt_held(h), (unsigned long)left);
+	KUNIT_EXPECT_EQ(test, vbt_actual(h), left);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+	KUNIT_EXPECT_FALSE(test, list_empty(&vb->thaw_reserve));
+
+	h->find_vqs_totalram = 0;
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, h->find_vqs_totalram, total + res);
+	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
+
+	/* A second freeze in the same hibernation takes no more. */
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
+	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_settle(h);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
+}
+
+/* Issue 15: removing a frozen device frees the thaw reserve it held. */
+static void vb_test_thaw_reserve_released_on_remove(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total;
+
+	vbt_set_target(h, 600 * VB_BPAGES_PER_PAGE);
+	mutex_lock(&vb->lock);
+	vb->hib_reserve_armed = true;
+	mutex_unlock(&vb->lock);
+	total = totalram_pages();
+	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	vbt_untold(h);
+	vb_remove(&h->vdev);
+	h->vdev.priv = NULL;
+	/* The reserve was told at freeze; the rest stays out of use. */
+	KUNIT_EXPECT_EQ(test, totalram_pages(),
+			total + VB_THAW_RESERVE_PAGES);
+}
 #endif /* CONFIG_PM_SLEEP */
 
 /*
@@ -1650,6 +1873,12 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE_PARAM(vb_test_pm_cycle_features,
 			 vbt_pm_features_gen_params),
 	KUNIT_CASE(vb_test_hint_paused_for_pm),
+	KUNIT_CASE(vb_test_hib_need_estimate),
+	KUNIT_CASE(vb_test_hib_gives_back_need),
+	KUNIT_CASE(vb_test_hib_gives_back_at_most_all),
+	KUNIT_CASE(vb_test_hib_nothing_needed),
+	KUNIT_CASE(vb_test_thaw_reserve),
+	KUNIT_CASE(vb_test_thaw_reserve_released_on_remove),
 #endif
 	KUNIT_CASE(vb_test_inflate_not_delivered),
 	KUNIT_CASE(vb_test_deflate_not_completed),
