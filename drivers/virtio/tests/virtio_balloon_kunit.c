@@ -802,6 +802,8 @@ static void vb_test_hint_oom_returns_held(struct kunit *test)
 	struct page *page;
 	int i;
 
+	/* Without DEFLATE_ON_OOM the balloon itself stays as it is. */
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
 	for (i = 0; i < 2; i++) {
 		page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
 		KUNIT_ASSERT_NOT_NULL(test, page);
@@ -814,6 +816,8 @@ static void vb_test_hint_oom_returns_held(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, freed, 2UL << VB_HINT_ORDER);
 	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
 	KUNIT_EXPECT_EQ(test, vb->hint_nr_held, 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 100 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 100 * VB_BPAGES_PER_PAGE);
 }
 
 #ifdef CONFIG_PM_SLEEP
