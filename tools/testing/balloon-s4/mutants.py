@@ -219,9 +219,11 @@ class Mutator:
             return "killed", "no results: the kernel crashed or hung " \
                 "(rc %d): %s" % (rc, _tail(klog, 2))
         failed = [n for n, s in cases if s != "PASS"]
+        oops = re.search(r"^.*(Oops|Kernel panic|BUG:).*$", klog, re.M)
         if failed:
-            return "killed", "%d of %d failed: %s" % (
-                len(failed), len(cases), ", ".join(failed[:3]))
+            return "killed", "%d of %d failed: %s%s" % (
+                len(failed), len(cases), ", ".join(failed[:3]),
+                ("; " + oops.group(0).strip()[:80]) if oops else "")
         bad = [ln for ln in klog.splitlines()
                if kernel_checks.BAD_KLOG.search(ln)]
         if bad:
