@@ -78,7 +78,7 @@ bench: deps
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)
 
-# Not part of check (make check runs one mutant): about a minute each.
+# Not part of check (make check runs one mutant): 40-50 minutes in all.
 mutants: deps
 	python3 $(TESTDIR)/mutants.py --build-dir $(BUILD_DIR) \
 		$(if $(MUTANTS),--only $(MUTANTS))
