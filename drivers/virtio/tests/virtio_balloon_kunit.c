@@ -886,6 +886,8 @@ static void vbt_new_host(struct vbt_host *h, u32 target)
 	h->new_vm = true;
 	h->config.num_pages = cpu_to_le32(target);
 	h->config.actual = 0;
+	/* A new VM's device knows no poison value until the driver says. */
+	h->config.poison_val = 0;
 }
 
 static void vb_test_freeze_thaw_keeps_balloon(struct kunit *test)
