@@ -150,7 +150,8 @@ def header_trees():
 
 class Mutator:
     def __init__(self, build_dir, target="6.12", prepared=False):
-        self.out = os.path.join(build_dir, "mutants")
+        # Absolute: kunit.py runs in the tree and writes its JSON there.
+        self.out = os.path.join(os.path.abspath(build_dir), "mutants")
         os.makedirs(self.out, exist_ok=True)
         self.target = target
         self.prepared = prepared
@@ -215,6 +216,8 @@ class Mutator:
         if not cases and re.search(r"Could not build|error: |Error \d+",
                                    out) and "Starting KUnit" not in out:
             return "no build", _tail(out)
+        if "Traceback (most recent call last)" in out:
+            return "error", "kunit.py failed: " + _tail(out, 1)
         if not cases:
             return "killed", "no results: the kernel crashed or hung " \
                 "(rc %d): %s" % (rc, _tail(klog, 2))
