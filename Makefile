@@ -11,6 +11,9 @@
 #                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
 #   make kunit           the KUnit suites in the patched 6.1, 6.12, sid trees
+#   make mutants         put each bug of tools/testing/balloon-s4/mutants/ in
+#                        alone and check that its test catches it (MUTANTS=
+#                        names to run only those)
 #   make series          the patch series for 6.1, 6.12 and sid's newest
 #                        kernel (under BS4_CACHE)
 #   make sid-kernel      fetch the newest kernel in Debian sid and prepare a
@@ -33,7 +36,7 @@ BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
 .PHONY: all modules install clean check demo bench kunit series deps \
-	kdir-check check-fresh deb sid-kernel
+	kdir-check check-fresh deb sid-kernel mutants
 
 all: modules
 
@@ -74,6 +77,11 @@ bench: deps
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)
+
+# Not part of check (make check runs one mutant): 40-50 minutes in all.
+mutants: deps
+	python3 $(TESTDIR)/mutants.py --build-dir $(BUILD_DIR) \
+		$(if $(MUTANTS),--only $(MUTANTS))
 
 series: deps
 	for t in 6.1 6.12 sid; do python3 tools/series/series.py generate $$t || exit 1; done

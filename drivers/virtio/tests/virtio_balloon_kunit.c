@@ -846,6 +846,8 @@ static void vb_test_hint_oom_returns_held(struct kunit *test)
 	struct page *page;
 	int i;
 
+	/* Without DEFLATE_ON_OOM the balloon itself stays as it is. */
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
 	for (i = 0; i < 2; i++) {
 		page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
 		KUNIT_ASSERT_NOT_NULL(test, page);
@@ -858,6 +860,8 @@ static void vb_test_hint_oom_returns_held(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, freed, 2UL << VB_HINT_ORDER);
 	KUNIT_EXPECT_EQ(test, vb->hint_blocks, 0);
 	KUNIT_EXPECT_EQ(test, vb->hint_nr_held, 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 100 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 100 * VB_BPAGES_PER_PAGE);
 }
 
 #ifdef CONFIG_PM_SLEEP
@@ -926,6 +930,8 @@ static void vbt_new_host(struct vbt_host *h, u32 target)
 	h->new_vm = true;
 	h->config.num_pages = cpu_to_le32(target);
 	h->config.actual = 0;
+	/* A new VM's device knows no poison value until the driver says. */
+	h->config.poison_val = 0;
 }
 
 static void vb_test_freeze_thaw_keeps_balloon(struct kunit *test)

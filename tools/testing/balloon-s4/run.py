@@ -30,6 +30,7 @@ import kernel_checks                                 # noqa: E402
 import deb                                           # noqa: E402
 import distro                                        # noqa: E402
 import fetch_sid                                     # noqa: E402
+import mutants                                       # noqa: E402
 from sources import copy_sources                     # noqa: E402
 
 
@@ -456,6 +457,9 @@ def cmd_check(args):
         for t in kc.targets():
             if kc.target(t):
                 kc.kunit(t)
+                # One mutant, in the build KUnit just made: incremental.
+                if t == "6.12":
+                    mutants.smoke(r.build_dir, r.record, log)
         r.dkms()
     if not args.only or "kernel" in args.only or "deb" in args.only:
         deb.test(os.path.join(r.build_dir, "deb"), r.record, log)
