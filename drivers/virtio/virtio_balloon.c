@@ -606,6 +606,12 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	/*
 	 * The pages join the balloon only once the device may hold them: a
 	 * request that never reached it leaves them ours to free.
+	 *
+	 * They leave the managed count even with DEFLATE_ON_OOM, where the
+	 * in-tree driver keeps them in MemTotal: a ballooned page comes back
+	 * only through the OOM notifier, never through reclaim, so counting
+	 * it would size watermarks and the hibernation budget on memory the
+	 * guest cannot use, and MemTotal would say nothing about the balloon.
 	 */
 	err = n ? vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n) : 0;
 	if (err && err != -ENODEV)
@@ -638,19 +644,17 @@ out_unlock:
  * vb_deflate_locked() - take up to one batch of pages out of the balloon
  * @vb: the balloon.
  * @want: bpages wanted.
- * @tell_host: send the PFNs to the deflate queue and wait for the device
- *	before any page is reused.
  *
- * With @tell_host, reports the new size to the device, as vb_inflate()
- * does; without, the caller reports it once it is done. If the device does
- * not complete the request, the pages go back into the balloon and the
- * device is marked broken: a page is reused only once the host has it back.
+ * The PFNs go to the deflate queue, and the device has returned the
+ * buffer before any page is reused; the new size is then written to
+ * actual, as vb_inflate() does. If the device does not complete the
+ * request, the pages go back into the balloon and the device is marked
+ * broken: a page is reused only once the host has it back.
  *
- * Context: vb->lock held. With @tell_host the device must be running.
+ * Context: vb->lock held; the device running.
  * Return: bpages deflated and given back to the page allocator.
  */
-static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
-				      bool tell_host)
+static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want)
 {
 	unsigned int nr_pages, n = 0;
 	struct page *page, *next;
@@ -663,23 +667,20 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
 					     want / VB_BPAGES_PER_PAGE);
 	if (!nr_pages)
 		return 0;
-	if (tell_host) {
-		list_for_each_entry(page, &pages, lru)
-			vb_add_page_pfns(vb, page, &n);
-		err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
-		if (err) {
-			list_for_each_entry_safe(page, next, &pages, lru) {
-				list_del(&page->lru);
-				balloon_page_enqueue(&vb->b_dev_info, page);
-			}
-			vb_send_failed(vb, "deflate", err);
-			return 0;
+	list_for_each_entry(page, &pages, lru)
+		vb_add_page_pfns(vb, page, &n);
+	err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
+	if (err) {
+		list_for_each_entry_safe(page, next, &pages, lru) {
+			list_del(&page->lru);
+			balloon_page_enqueue(&vb->b_dev_info, page);
 		}
+		vb_send_failed(vb, "deflate", err);
+		return 0;
 	}
 	vb->num_bpages -= nr_pages * VB_BPAGES_PER_PAGE;
 	vb->counters[VB_CNT_DEFLATED] += nr_pages * VB_BPAGES_PER_PAGE;
-	if (tell_host)
-		vb_write_actual(vb);
+	vb_write_actual(vb);
 	vb_release_pages(&pages);
 	return nr_pages * VB_BPAGES_PER_PAGE;
 }
@@ -691,12 +692,11 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want,
  * lock for long; callers make sure nothing refills the balloon meanwhile.
  * A device that stops taking deflate requests ends it early.
  */
-static void vb_deflate_all_locked(struct vb_dev *vb, bool tell_host)
+static void vb_deflate_all_locked(struct vb_dev *vb)
 {
 	lockdep_assert_held(&vb->lock);
-	while (vb->num_bpages &&
-	       (!tell_host || vb->state == VB_STATE_RUNNING)) {
-		vb_deflate_locked(vb, vb->num_bpages, tell_host);
+	while (vb->num_bpages && vb->state == VB_STATE_RUNNING) {
+		vb_deflate_locked(vb, vb->num_bpages);
 		mutex_unlock(&vb->lock);
 		cond_resched();
 		mutex_lock(&vb->lock);
@@ -814,7 +814,7 @@ static void vb_drop_step(struct vb_dev *vb)
 	if (!vb->drop_work_start)
 		vb->drop_work_start = ktime_get();
 	if (vb->num_bpages) {
-		done = vb_deflate_locked(vb, vb->num_bpages, true);
+		done = vb_deflate_locked(vb, vb->num_bpages);
 		vb->drop_bpages += done;
 		vb->counters[VB_CNT_RESTORE_DROPPED] += done;
 		return;
@@ -883,7 +883,7 @@ static void vb_balloon_work(struct work_struct *work)
 	if (vb->hib_holding)
 		target = min(target, held);
 	if (target < held)
-		vb_deflate_locked(vb, held - target, true);
+		vb_deflate_locked(vb, held - target);
 	mutex_unlock(&vb->lock);
 
 	if (target > held && !vb_inflate(vb, target - held, held)) {
@@ -1214,8 +1214,7 @@ static int vb_oom_notify(struct notifier_block *nb, unsigned long unused,
 
 	mutex_lock(&vb->lock);
 	if (vb->state == VB_STATE_RUNNING) {
-		done = vb_deflate_locked(vb, oom_pages * VB_BPAGES_PER_PAGE,
-					 true);
+		done = vb_deflate_locked(vb, oom_pages * VB_BPAGES_PER_PAGE);
 		vb->counters[VB_CNT_OOM_DEFLATED] += done;
 	}
 	mutex_unlock(&vb->lock);
@@ -1727,7 +1726,7 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 	need = vb_hib_need(m, &image) * READ_ONCE(hib_give_pct) / 100;
 	want = min_t(unsigned long, need * VB_BPAGES_PER_PAGE, vb->num_bpages);
 	while (done < want) {
-		step = vb_deflate_locked(vb, want - done, true);
+		step = vb_deflate_locked(vb, want - done);
 		if (!step)
 			break;
 		done += step;
@@ -1818,7 +1817,7 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		vb->handing_back = true;
 		held = vb->num_bpages;
 		if (vb->state == VB_STATE_RUNNING)
-			vb_deflate_all_locked(vb, true);
+			vb_deflate_all_locked(vb);
 		mutex_unlock(&vb->lock);
 		if (held)
 			dev_info(&vb->vdev->dev,
@@ -2002,7 +2001,7 @@ static void vb_remove(struct virtio_device *vdev)
 	vb_pm_notifier_unregister(vb);
 	mutex_lock(&vb->lock);
 	if (vb->state == VB_STATE_RUNNING)
-		vb_deflate_all_locked(vb, true);
+		vb_deflate_all_locked(vb);
 	if (vb->state == VB_STATE_RUNNING) {
 		vb_del_vqs(vb);
 	} else {
@@ -2039,7 +2038,7 @@ static int vb_freeze(struct virtio_device *vdev)
 	mutex_lock(&vb->lock);
 	/* The users are stopped: nothing refills it meanwhile. */
 	if (vb->state == VB_STATE_RUNNING && vb->handing_back)
-		vb_deflate_all_locked(vb, true);
+		vb_deflate_all_locked(vb);
 	/* After a give-back for the image; a failed request breaks it. */
 	if (vb->state == VB_STATE_RUNNING)
 		vb_thaw_reserve_take(vb);
