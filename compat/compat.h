@@ -159,10 +159,6 @@ static inline unsigned long __compat_vm_event(enum vm_event_item item)
 #endif
 
 /*
- * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
- * older kernels spell it kzalloc(sizeof(*p), gfp).
- */
-/*
  * Before 7.x, page reporting took order 0 as "the allocator's default";
  * from 7.x on that is PAGE_REPORTING_ORDER_UNSPECIFIED and 0 means 4 KiB.
  */
@@ -173,6 +169,10 @@ static inline unsigned long __compat_vm_event(enum vm_event_item item)
 #endif
 #endif
 
+/*
+ * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
+ * older kernels spell it kzalloc(sizeof(*p), gfp).
+ */
 #ifndef COMPAT_HAVE_KZALLOC_OBJ
 #define kzalloc_obj(p, gfp) kzalloc(sizeof(p), gfp)
 #endif

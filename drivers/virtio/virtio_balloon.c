@@ -597,7 +597,13 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	}
 
 	mutex_lock(&vb->lock);
-	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb))
+	/*
+	 * Checked again under the lock: the pages were allocated against
+	 * what was free before, and a give-back for a hibernation image may
+	 * have run meanwhile.
+	 */
+	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb) ||
+	    vb->hib_holding)
 		goto out_unlock;
 	list_for_each_entry_safe(page, next, &pages, lru) {
 		if (vb_add_page_pfns(vb, page, &n))
@@ -1494,8 +1500,9 @@ static int vb_validate(struct virtio_device *vdev)
 	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
 	/*
 	 * A free page report is up to PAGE_REPORTING_CAPACITY buffers added
-	 * with GFP_NOWAIT from the reporting worker: with indirect
-	 * descriptors each report would need an allocation to succeed.
+	 * from the reporting worker: with indirect descriptors each report
+	 * would first try a GFP_NOWAIT allocation for the table. The ring is
+	 * checked to be large enough to take a report directly.
 	 */
 	__virtio_clear_bit(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 
@@ -1723,13 +1730,21 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 	unsigned int done = 0, step;
 
 	lockdep_assert_held(&vb->lock);
-	need = vb_hib_need(m, &image) * READ_ONCE(hib_give_pct) / 100;
+	need = div_u64((u64)vb_hib_need(m, &image) *
+		       min(READ_ONCE(hib_give_pct), 100U), 100);
 	want = min_t(unsigned long, need * VB_BPAGES_PER_PAGE, vb->num_bpages);
-	while (done < want) {
+	/*
+	 * The lock is let go between batches, as vb_deflate_all_locked()
+	 * does; @hib_holding keeps the balloon from refilling meanwhile.
+	 */
+	while (done < want && vb->state == VB_STATE_RUNNING) {
 		step = vb_deflate_locked(vb, want - done);
 		if (!step)
 			break;
 		done += step;
+		mutex_unlock(&vb->lock);
+		cond_resched();
+		mutex_lock(&vb->lock);
 	}
 	vb->counters[VB_CNT_HIB_GIVEN] += done;
 	vb->hib_reserve_armed = done && vb->num_bpages;
@@ -1831,10 +1846,17 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		vb_queue_balloon_work(vb, 0);
 		break;
 	case PM_HIBERNATION_PREPARE:
+		/*
+		 * A hint run holds free memory while it lasts: end it before
+		 * the memory is read, or the estimate counts it as used.
+		 */
+		WRITE_ONCE(vb->hint_paused, true);
+		flush_work(&vb->hint_work);
 		vb_hib_mem_read(vb, &mem);
 		mutex_lock(&vb->lock);
 		vb->hib_holding = true;
-		if (vb->state == VB_STATE_RUNNING && !vb_emptying(vb))
+		/* A restore's owed drop is no reason to skip: both are told. */
+		if (vb->state == VB_STATE_RUNNING && !vb->handing_back)
 			vb_hib_give_back(vb, &mem);
 		mutex_unlock(&vb->lock);
 		fallthrough;
@@ -1846,6 +1868,8 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		mutex_lock(&vb->lock);
 		vb->hib_holding = false;
 		vb->hib_reserve_armed = false;
+		/* Told at freeze; left over if no thaw or restore took it. */
+		vb_thaw_reserve_release(vb);
 		mutex_unlock(&vb->lock);
 		vb_queue_balloon_work(vb, 0);
 		fallthrough;

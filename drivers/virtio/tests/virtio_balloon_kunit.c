@@ -1550,6 +1550,30 @@ static void vb_test_hib_gives_back_need(struct kunit *test)
 }
 
 /*
+ * The balloon work allocates before it takes the lock: a give-back that
+ * ran in between must not be undone by the batch it allocated.
+ */
+static void vb_test_hib_holding_stops_inflate(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long total;
+
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
+	total = totalram_pages();
+	mutex_lock(&vb->lock);
+	vb->hib_holding = true;
+	mutex_unlock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, vb_inflate(vb, 256 * VB_BPAGES_PER_PAGE,
+					 vb->num_bpages), 0U);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 100 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 100UL * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+}
+
+/*
  * Issue 15: a balloon smaller than the need is emptied, told, and comes
  * back whole after a failed hibernation (PM_POST_HIBERNATION).
  */
@@ -1881,6 +1905,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_hint_paused_for_pm),
 	KUNIT_CASE(vb_test_hib_need_estimate),
 	KUNIT_CASE(vb_test_hib_gives_back_need),
+	KUNIT_CASE(vb_test_hib_holding_stops_inflate),
 	KUNIT_CASE(vb_test_hib_gives_back_at_most_all),
 	KUNIT_CASE(vb_test_hib_nothing_needed),
 	KUNIT_CASE(vb_test_thaw_reserve),
