@@ -387,8 +387,11 @@ class Runner:
             if fields.get("version") != ver:
                 problems.append("version %s, want %s" %
                                 (fields.get("version"), ver))
-            if "oom_pages" not in fields.get("parm", ""):
-                problems.append("no oom_pages parameter")
+            # One parm: line per parameter; the dict keeps only the last.
+            parms = re.findall(r"^parm:\s+(\w+):", info, re.M)
+            for parm in ("oom_pages", "hib_give_pct"):
+                if parm not in parms:
+                    problems.append("no %s parameter" % parm)
             for mod in ("hv_s4", "hv_balloon"):
                 _, hv = sh("modinfo", "-k", k61, "-F", "filename", mod)
                 if not hv.strip().startswith(
