@@ -1455,21 +1455,22 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	unsigned long image, want;
 
 	/*
-	 * In use 8000 + the kernel's 1000, less half of 3000 reclaimable:
-	 * 7500. Budget 2 * 7500 + bitmaps 4 + reserve 500 + PAGES_FOR_IO
-	 * 1024 + 4 reserved_size 1024, against the 11000 the guest and the
-	 * kernel have; then 1/20 of the image and the thaw reserve.
+	 * In use 8000 + the kernel's 1000, with no credit for the 3000
+	 * reclaimable: 9000. Budget 2 * 9000 + bitmaps 4 + reserve 500 +
+	 * PAGES_FOR_IO 1024 + 4 reserved_size 1024, against the 11000 the
+	 * guest and the kernel have; then 1/20 of the image and the thaw
+	 * reserve.
 	 */
-	want = 15000 + 4 + 500 + 1024 + 1024;
+	want = 18000 + 4 + 500 + 1024 + 1024;
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image),
-			want - 11000 + 7500 / 20 + VB_THAW_RESERVE_PAGES);
-	KUNIT_EXPECT_EQ(test, image, 7500UL);
+			want - 11000 + 9000 / 20 + VB_THAW_RESERVE_PAGES);
+	KUNIT_EXPECT_EQ(test, image, 9000UL);
 
 	/* Enough room: nothing to give back, and no thaw reserve either. */
 	m.guest = 30000;
 	m.free = 25000;
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image), 0UL);
-	KUNIT_EXPECT_EQ(test, image, 4500UL);
+	KUNIT_EXPECT_EQ(test, image, 6000UL);
 
 	/* Just enough, and one page short of it. */
 	m.guest = 20000;
@@ -1482,12 +1483,12 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	m.reserve = 6948;
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &image), 0UL);
 
-	/* Everything reclaimable: the image is empty, the overhead stays. */
+	/* Reclaimable pages are not credited: the image is what is in use. */
 	m.guest = 1000;
 	m.free = 0;
 	m.reclaimable = 5000;
 	vb_hib_need(&m, &image);
-	KUNIT_EXPECT_EQ(test, image, 0UL);
+	KUNIT_EXPECT_EQ(test, image, 2000UL);
 }
 
 /* Made-up counters under which vb_hib_need() asks for @short pages. */
@@ -1496,11 +1497,12 @@ static void vbt_hib_mem_short(struct vb_hib_mem *m, unsigned long short_by)
 	unsigned long image;
 
 	memset(m, 0, sizeof(*m));
-	m->reclaimable = ULONG_MAX / 4;
-	m->guest = 100000;
-	/* Lower the guest's pages until the need is exactly @short_by. */
-	while (m->guest && vb_hib_need(m, &image) < short_by)
-		m->guest--;
+	/* Small, so that the need grows from below a few hundred pages. */
+	m->guest = 4000;
+	m->free = m->guest;
+	/* Raise the pages in use until the need is @short_by (or just past). */
+	while (m->free && vb_hib_need(m, &image) < short_by)
+		m->free--;
 }
 
 /*
