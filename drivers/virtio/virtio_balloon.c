@@ -647,20 +647,23 @@ out_unlock:
 }
 
 /**
- * vb_deflate_locked() - take up to one batch of pages out of the balloon
+ * vb_deflate_take_locked() - take up to one batch of pages out of the balloon
  * @vb: the balloon.
  * @want: bpages wanted.
+ * @taken: list the pages are added to, for the caller to free or keep.
  *
  * The PFNs go to the deflate queue, and the device has returned the
- * buffer before any page is reused; the new size is then written to
+ * buffer before any page is handed over; the new size is then written to
  * actual, as vb_inflate() does. If the device does not complete the
  * request, the pages go back into the balloon and the device is marked
  * broken: a page is reused only once the host has it back.
  *
  * Context: vb->lock held; the device running.
- * Return: bpages deflated and given back to the page allocator.
+ * Return: bpages taken.
  */
-static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want)
+static unsigned int vb_deflate_take_locked(struct vb_dev *vb,
+					   unsigned int want,
+					   struct list_head *taken)
 {
 	unsigned int nr_pages, n = 0;
 	struct page *page, *next;
@@ -687,8 +690,22 @@ static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want)
 	vb->num_bpages -= nr_pages * VB_BPAGES_PER_PAGE;
 	vb->counters[VB_CNT_DEFLATED] += nr_pages * VB_BPAGES_PER_PAGE;
 	vb_write_actual(vb);
-	vb_release_pages(&pages);
+	list_splice(&pages, taken);
 	return nr_pages * VB_BPAGES_PER_PAGE;
+}
+
+/*
+ * Deflate up to one batch, told, and give the pages back to the page
+ * allocator. Context and return as vb_deflate_take_locked().
+ */
+static unsigned int vb_deflate_locked(struct vb_dev *vb, unsigned int want)
+{
+	unsigned int done;
+	LIST_HEAD(pages);
+
+	done = vb_deflate_take_locked(vb, want, &pages);
+	vb_release_pages(&pages);
+	return done;
 }
 
 /*
@@ -1769,38 +1786,15 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
  */
 static void vb_thaw_reserve_take(struct vb_dev *vb)
 {
-	unsigned int nr, n = 0;
-	struct page *page, *next;
-	LIST_HEAD(pages);
-	int err;
+	unsigned int done;
 
 	lockdep_assert_held(&vb->lock);
 	if (!vb->hib_reserve_armed)
 		return;
 	vb->hib_reserve_armed = false;
-	nr = balloon_page_list_dequeue(&vb->b_dev_info, &pages,
-				       min_t(unsigned long,
-					     VB_THAW_RESERVE_PAGES,
-					     VB_BATCH_PFNS / VB_BPAGES_PER_PAGE));
-	if (!nr)
-		return;
-	list_for_each_entry(page, &pages, lru)
-		vb_add_page_pfns(vb, page, &n);
-	err = vb_send_pfns(vb, vb->vqs[VB_VQ_DEFLATE], n);
-	if (err) {
-		/* The host may still hold them: back into the balloon. */
-		list_for_each_entry_safe(page, next, &pages, lru) {
-			list_del(&page->lru);
-			balloon_page_enqueue(&vb->b_dev_info, page);
-		}
-		vb_send_failed(vb, "deflate", err);
-		return;
-	}
-	vb->num_bpages -= nr * VB_BPAGES_PER_PAGE;
-	vb->counters[VB_CNT_DEFLATED] += nr * VB_BPAGES_PER_PAGE;
-	vb->counters[VB_CNT_HIB_GIVEN] += nr * VB_BPAGES_PER_PAGE;
-	vb_write_actual(vb);
-	list_splice(&pages, &vb->thaw_reserve);
+	done = vb_deflate_take_locked(vb, VB_THAW_RESERVE_PAGES *
+				      VB_BPAGES_PER_PAGE, &vb->thaw_reserve);
+	vb->counters[VB_CNT_HIB_GIVEN] += done;
 }
 
 /**
