@@ -3,7 +3,10 @@
  * KUnit tests for the virtio balloon driver.
  *
  * This file is included at the end of virtio_balloon.c, so the tests reach
- * the driver's internals and always build together with it.
+ * the driver's internals and always build together with it. They check
+ * struct vb_dev's state and call about twenty of its static functions;
+ * exporting those with VISIBLE_IF_KUNIT to a separate test module would
+ * move the structure into a header that nothing else needs.
  *
  * The device is a fake: a struct virtio_device whose config ops keep the
  * configuration space in memory and whose find_vqs() creates real split
@@ -19,12 +22,15 @@
  * holds exactly the pages in the guest's balloon and that actual says so;
  * a case that leaves the device broken says so with vbt_untold().
  *
- * Freeze and restore go through the virtio core, virtio_device_freeze()
- * and virtio_device_restore(), which a transport's PM callbacks call; the
- * early restore goes through the driver's dev_pm_ops, as the PM core
- * reaches it. A restore the core fails before the driver's callback, and
- * the status the core leaves behind, are then what a real device sees.
- * Probe and remove are still called directly.
+ * The driver is reached through the virtio core, as a transport reaches
+ * it: the fake device is registered on the virtio bus, so the core
+ * negotiates features (the driver's validate() included), probes and, on
+ * unregistration or vbt_remove(), removes it; freeze and restore go
+ * through virtio_device_freeze() and virtio_device_restore(), which a
+ * transport's PM callbacks call, and the early restore through the
+ * driver's dev_pm_ops, as the PM core calls it. A probe or restore the
+ * core fails before the driver's callback, and the status it leaves
+ * behind, are then what a real device sees.
  */
 
 #include <kunit/test.h>
@@ -45,6 +51,7 @@ struct vbt_actual_write {
 struct vbt_host {
 	struct virtio_device vdev;
 	struct virtio_balloon_config config;
+	u64 device_features;		/* what the device offers */
 	u8 status;
 	bool fail_find_vqs;
 	bool fail_features;		/* the transport's restore fails early */
@@ -297,7 +304,7 @@ static int vbt_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
 
 static u64 vbt_get_features(struct virtio_device *vdev)
 {
-	return vdev->features;
+	return vbt_host(vdev)->device_features;
 }
 
 static int vbt_finalize_features(struct virtio_device *vdev)
@@ -328,13 +335,29 @@ static void vbt_release(struct device *dev)
 	/* The fake host is KUnit-managed memory. */
 }
 
+/*
+ * The core's remove: it calls the driver's, checks that the device was
+ * left reset, then acknowledges it again, so a device the driver reset
+ * reads back exactly ACKNOWLEDGE.
+ */
+static void vbt_expect_removed(struct kunit *test, struct vbt_host *h)
+{
+	KUNIT_EXPECT_NULL(test, h->vdev.dev.driver);
+	KUNIT_EXPECT_EQ_MSG(test, h->status, VIRTIO_CONFIG_S_ACKNOWLEDGE,
+			    "remove left the device not reset");
+}
+
 static struct vb_dev *vbt_vb(struct vbt_host *h)
 {
 	return h->vdev.priv;
 }
 
-/* Probe the driver against a fresh fake host with @features. */
-static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
+/*
+ * A fresh fake host offering @features, registered on the virtio bus: the
+ * core binds the driver to it, or leaves it unbound if probe fails.
+ */
+static struct vbt_host *vbt_register(struct kunit *test, u64 features,
+				     bool fail_find_vqs)
 {
 	struct vbt_host *h;
 
@@ -343,19 +366,34 @@ static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
 	xa_init(&h->held);
 	h->stats_head = -1;
 	h->stalled_head = -1;
+	h->fail_find_vqs = fail_find_vqs;
+	h->device_features = BIT_ULL(VIRTIO_F_VERSION_1) | features;
+	h->vdev.id.device = VIRTIO_ID_BALLOON;
 	h->vdev.config = &vbt_config_ops;
-	h->vdev.features = BIT_ULL(VIRTIO_F_VERSION_1) | features;
-	h->vdev.dev.driver = &vb_driver.driver;
 	h->vdev.dev.release = vbt_release;
-	INIT_LIST_HEAD(&h->vdev.vqs);
-	spin_lock_init(&h->vdev.vqs_list_lock);
-	spin_lock_init(&h->vdev.config_lock);
-	device_initialize(&h->vdev.dev);
-	dev_set_name(&h->vdev.dev, "vbt-%s", test->name);
+	KUNIT_ASSERT_EQ(test, register_virtio_device(&h->vdev), 0);
 	test->priv = h;
-
-	KUNIT_ASSERT_EQ(test, vb_probe(&h->vdev), 0);
+	h->fail_find_vqs = false;
 	return h;
+}
+
+/* Probe the driver, through the core, against a host with @features. */
+static struct vbt_host *vbt_probe(struct kunit *test, u64 features)
+{
+	struct vbt_host *h = vbt_register(test, features, false);
+
+	KUNIT_ASSERT_PTR_EQ_MSG(test, h->vdev.dev.driver, &vb_driver.driver,
+				"probe failed");
+	KUNIT_ASSERT_NOT_NULL(test, h->vdev.priv);
+	return h;
+}
+
+/* Unbind the driver through the core, as device removal does. */
+static void vbt_remove(struct kunit *test, struct vbt_host *h)
+{
+	device_release_driver(&h->vdev.dev);
+	h->vdev.priv = NULL;
+	vbt_expect_removed(test, h);
 }
 
 /* Let the balloon work run until it has nothing left to do. */
@@ -466,22 +504,24 @@ static void vbt_witness(struct kunit *test, struct vbt_host *h)
 static void vbt_exit(struct kunit *test)
 {
 	struct vbt_host *h = test->priv;
+	bool bound;
 
 	if (!h)
 		return;
-	if (h->vdev.priv && vbt_vb(h)->state == VB_STATE_RUNNING)
+	bound = h->vdev.dev.driver;
+	if (bound && vbt_vb(h)->state == VB_STATE_RUNNING)
 		vbt_settle(h);
 	vbt_witness(test, h);
-	if (h->vdev.priv)
-		vb_remove(&h->vdev);
+	/* The core removes a bound driver first, then drops the device. */
+	unregister_virtio_device(&h->vdev);
+	h->vdev.priv = NULL;
+	if (bound)
+		vbt_expect_removed(test, h);
 	/* remove told the host about everything, unless it could not. */
 	if (!h->untold)
 		KUNIT_EXPECT_EQ(test, vbt_held(h), 0UL);
 	KUNIT_EXPECT_EQ(test, h->early_reuse, 0);
-	KUNIT_EXPECT_EQ_MSG(test, h->status, 0,
-			    "remove left the device not reset");
 	xa_destroy(&h->held);
-	put_device(&h->vdev.dev);
 }
 
 static void vb_test_inflate_batches(struct kunit *test)
@@ -529,38 +569,79 @@ static void vb_test_deflate_returns_held_pages(struct kunit *test)
 
 #ifdef CONFIG_BALLOON_MIGRATION
 /*
+ * Balloon 16 pages and take one off the list, as compaction's isolation
+ * does. Return it, with a free page to move it to in @newpage.
+ */
+static struct page *vbt_isolate(struct kunit *test, struct vbt_host *h,
+				struct page **newpage)
+{
+	struct balloon_dev_info *b = &vbt_vb(h)->b_dev_info;
+	struct page *page;
+	LIST_HEAD(isolated);
+
+	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
+	*newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
+	KUNIT_ASSERT_NOT_NULL(test, *newpage);
+	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
+	page = list_first_entry(&isolated, struct page, lru);
+	list_del(&page->lru);
+	return page;
+}
+
+/* The driver's part of a move, with both pages locked as the core does. */
+static int vbt_migrate(struct vbt_host *h, struct page *newpage,
+		       struct page *page)
+{
+	struct balloon_dev_info *b = &vbt_vb(h)->b_dev_info;
+	int rc;
+
+	lock_page(page);
+	lock_page(newpage);
+	rc = b->migratepage(b, newpage, page, MIGRATE_SYNC);
+	unlock_page(newpage);
+	unlock_page(page);
+	return rc;
+}
+
+/*
+ * The balloon core's part after the driver's: a completed move lists the
+ * new page and frees the old one; a refused one puts the old page back
+ * and frees its target.
+ */
+static void vbt_migrate_finish(struct kunit *test, struct vbt_host *h,
+			       struct page *newpage, struct page *page,
+			       bool moved)
+{
+	struct balloon_dev_info *b = &vbt_vb(h)->b_dev_info;
+
+	if (moved) {
+		balloon_page_enqueue(b, newpage);
+		put_page(page);
+	} else {
+		balloon_page_enqueue(b, page);
+		__free_page(newpage);
+	}
+}
+
+/*
  * Compaction moves a ballooned page: the host must be handed the new
  * page and given back the old one, and the balloon must not change size.
- * The driver only talks to the host; listing the new page and freeing the
- * old one is the balloon core's part, which the test plays.
+ * The driver only talks to the host; the rest is the balloon core's part,
+ * which the test plays.
  */
 static void vb_test_migrate_moves_page(struct kunit *test)
 {
 	struct vbt_host *h = vbt_probe(test, 0);
 	struct vb_dev *vb = vbt_vb(h);
-	struct balloon_dev_info *b = &vb->b_dev_info;
 	unsigned long total, pfn, newpfn;
 	struct page *page, *newpage;
-	LIST_HEAD(isolated);
 
-	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
+	page = vbt_isolate(test, h, &newpage);
 	total = totalram_pages();
-	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
-	KUNIT_ASSERT_NOT_NULL(test, newpage);
-
-	/* Take a ballooned page off the list, as isolation does. */
-	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
-	page = list_first_entry(&isolated, struct page, lru);
-	list_del(&page->lru);
 	pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
 	newpfn = page_to_pfn(newpage) * VB_BPAGES_PER_PAGE;
 
-	lock_page(page);
-	lock_page(newpage);
-	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
-			0);
-	unlock_page(newpage);
-	unlock_page(page);
+	KUNIT_EXPECT_EQ(test, vbt_migrate(h, newpage, page), 0);
 
 	KUNIT_EXPECT_NOT_NULL(test, xa_load(&h->held, newpfn));
 	KUNIT_EXPECT_NULL(test, xa_load(&h->held, pfn));
@@ -571,10 +652,7 @@ static void vb_test_migrate_moves_page(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_MIGRATED], 1UL);
 	if (page_zone(page) == page_zone(newpage))
 		KUNIT_EXPECT_EQ(test, totalram_pages(), total);
-
-	/* The core's part: the new page joins the balloon, the old goes. */
-	balloon_page_enqueue(b, newpage);
-	put_page(page);
+	vbt_migrate_finish(test, h, newpage, page, true);
 
 	/* The moved page deflates like any other. */
 	vbt_set_target(h, 0);
@@ -670,14 +748,22 @@ static void vb_test_stats_reclaim_in_bytes(struct kunit *test)
 	}
 }
 
-/* poison_val is the 32-bit word free pages are filled with. */
+/*
+ * poison_val is the 32-bit word free pages are filled with, and PAGE_POISON
+ * is kept only when free pages hold a pattern. The harness boots the KUnit
+ * kernel with page_poison=1, so the pattern is 0xaa bytes there.
+ */
 static void vb_test_poison_value(struct kunit *test)
 {
 	struct vbt_host *h = vbt_probe(test,
 				       BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON));
+	bool patterned = want_init_on_free() || page_poisoning_enabled_static();
 
+	KUNIT_EXPECT_EQ(test, virtio_has_feature(&h->vdev,
+						 VIRTIO_BALLOON_F_PAGE_POISON),
+			patterned);
 	KUNIT_EXPECT_EQ(test, le32_to_cpu(h->config.poison_val),
-			want_init_on_free() ? 0 : 0xaaaaaaaa);
+			patterned && !want_init_on_free() ? 0xaaaaaaaa : 0);
 }
 
 /* validate: the features this guest can use, whatever the device offers. */
@@ -750,19 +836,40 @@ static void vb_test_remove_returns_everything(struct kunit *test)
 	unsigned long total = totalram_pages();
 
 	vbt_set_target(h, 2000 * VB_BPAGES_PER_PAGE);
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
+	vbt_remove(test, h);
 
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 	KUNIT_EXPECT_TRUE(test, xa_empty(&h->held));
 	KUNIT_EXPECT_EQ(test, h->bad_deflates, 0);
 }
 
+/*
+ * A probe that fails (the queues cannot be made) leaves the device
+ * unbound and marked FAILED by the core, and nothing of the driver
+ * behind: no balloon, memory as it was, nothing left for remove.
+ */
+static void vb_test_probe_failure(struct kunit *test)
+{
+	unsigned long total = totalram_pages();
+	struct vbt_host *h;
+
+	h = vbt_register(test, BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ) |
+			 BIT_ULL(VIRTIO_BALLOON_F_DEFLATE_ON_OOM), true);
+	KUNIT_EXPECT_NULL(test, h->vdev.dev.driver);
+	KUNIT_EXPECT_NULL(test, h->vdev.priv);
+	KUNIT_EXPECT_TRUE(test, h->status & VIRTIO_CONFIG_S_FAILED);
+	KUNIT_EXPECT_FALSE(test, h->status & VIRTIO_CONFIG_S_DRIVER_OK);
+	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 0);
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
+}
+
 /* Offering hinting keeps the reporting queue where such a device has it. */
 static void vb_test_hint_queue_order(struct kunit *test)
 {
+	/* PAGE_POISON too, as QEMU offers it: reporting needs it here. */
 	struct vbt_host *h = vbt_probe(test, BIT_ULL(VIRTIO_BALLOON_F_STATS_VQ) |
 				       BIT_ULL(VIRTIO_BALLOON_F_FREE_PAGE_HINT) |
+				       BIT_ULL(VIRTIO_BALLOON_F_PAGE_POISON) |
 				       BIT_ULL(VIRTIO_BALLOON_F_REPORTING));
 
 	KUNIT_EXPECT_EQ(test, h->role[2], VB_VQ_STATS);
@@ -1234,12 +1341,7 @@ static void vb_test_no_migration_during_drop(struct kunit *test)
 	page = list_first_entry(&b->pages, struct page, lru);
 	mutex_unlock(&vb->lock);
 
-	lock_page(page);
-	lock_page(newpage);
-	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
-			-EAGAIN);
-	unlock_page(newpage);
-	unlock_page(page);
+	KUNIT_EXPECT_EQ(test, vbt_migrate(h, newpage, page), -EAGAIN);
 	put_page(newpage);
 
 	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
@@ -1329,10 +1431,8 @@ static void vb_test_restore_failure_is_defined(struct kunit *test)
 	 * remove leaves the device reset; the held pages stay out of use, as
 	 * a restore may follow an aborted hibernation on the same host.
 	 */
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
+	vbt_remove(test, h);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
-	KUNIT_EXPECT_EQ(test, h->status, 0);
 }
 
 /* Issue 10, defect 5: removing a frozen device leaves it reset. */
@@ -1343,9 +1443,7 @@ static void vb_test_remove_frozen(struct kunit *test)
 
 	vbt_untold(h);
 	h->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
-	KUNIT_EXPECT_EQ(test, h->status, 0);
+	vbt_remove(test, h);
 	/* The host may hold them and cannot be told: they stay out of use. */
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 }
@@ -1379,11 +1477,15 @@ static void vbt_pm_features_desc(const u64 *f, char *desc)
 
 KUNIT_ARRAY_PARAM(vbt_pm_features, vbt_pm_features, vbt_pm_features_desc);
 
-/* After thaw or restore, every user the features ask for is back. */
+/*
+ * After thaw or restore, every user the negotiated features ask for is
+ * back. What was negotiated is what validate() left of the offer.
+ */
 static void vbt_expect_users(struct kunit *test, struct vbt_host *h,
-			     u64 features, unsigned int stats_posts)
+			     unsigned int stats_posts)
 {
 	struct vb_dev *vb = vbt_vb(h);
+	u64 features = h->vdev.features;
 	unsigned long freed = 0;
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_RUNNING);
@@ -1429,7 +1531,7 @@ static void vb_test_pm_cycle_features(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	vbt_settle(h);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
-	vbt_expect_users(test, h, *features, 2);
+	vbt_expect_users(test, h, 2);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 600 * VB_BPAGES_PER_PAGE);
 
 	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
@@ -1440,7 +1542,7 @@ static void vb_test_pm_cycle_features(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vbt_actual(h), 0);
 	vbt_set_target(h, 200 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 200 * VB_BPAGES_PER_PAGE);
-	vbt_expect_users(test, h, *features, 3);
+	vbt_expect_users(test, h, 3);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 200 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total + 400);
 }
@@ -1621,10 +1723,66 @@ static void vb_test_hib_nothing_needed(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb_hib_give_back(vb, &m), 0);
 	KUNIT_EXPECT_FALSE(test, vb->hib_reserve_armed);
 	mutex_unlock(&vb->lock);
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 100 * VB_BPAGES_PER_PAGE);
 	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+}
+
+/*
+ * Issue 15, as the PM core drives it: PM_HIBERNATION_PREPARE reaches the
+ * notifier, which reads the guest's real counters. A balloon grown until
+ * the guest can spare no more leaves it short of room for its image; the
+ * notifier gives back what vb_hib_need() asks, or the whole balloon if
+ * that is less, told, pauses hinting, and keeps the balloon from
+ * refilling until PM_POST_HIBERNATION.
+ */
+static void vb_test_hib_notifier_gives_back(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+	unsigned long spare, need, image, held, given, total;
+	struct vb_hib_mem m;
+	u32 target;
+
+	spare = vb_spare_pages(0);
+	KUNIT_ASSERT_GT(test, spare, 1024UL);
+	target = (spare - 512) * VB_BPAGES_PER_PAGE;
+	vbt_set_target(h, target);
+	KUNIT_ASSERT_EQ(test, vb->num_bpages, target);
+	held = target / VB_BPAGES_PER_PAGE;
+	vb_hib_mem_read(vb, &m);
+	need = vb_hib_need(&m, &image);
+	KUNIT_ASSERT_GT(test, need, 0UL);
+	total = totalram_pages();
+
+	vbt_pm_event(h, PM_HIBERNATION_PREPARE);
+	given = vb->counters[VB_CNT_HIB_GIVEN] / VB_BPAGES_PER_PAGE;
+	kunit_info(test, "image ~%lu pages, need %lu, balloon %lu, given %lu\n",
+		   image, need, held, given);
+	KUNIT_EXPECT_TRUE(test, vb->hib_holding);
+	KUNIT_EXPECT_TRUE(test, READ_ONCE(vb->hint_paused));
+	KUNIT_EXPECT_EQ(test, totalram_pages(), total + given);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages,
+			(held - given) * VB_BPAGES_PER_PAGE);
+	/* The counters move a little between the test's read and its own. */
+	if (need >= held + held / 10) {
+		KUNIT_EXPECT_EQ(test, given, held);
+	} else {
+		KUNIT_EXPECT_GE(test, given, min(need - need / 10, held));
+		KUNIT_EXPECT_LE(test, given, min(need + need / 10, held));
+	}
+
+	/* The host's target does not take the pages back yet. */
+	vbt_set_target(h, target);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages,
+			(held - given) * VB_BPAGES_PER_PAGE);
+
+	vbt_pm_event(h, PM_POST_HIBERNATION);
+	KUNIT_EXPECT_FALSE(test, vb->hib_holding);
+	KUNIT_EXPECT_FALSE(test, READ_ONCE(vb->hint_paused));
+	vbt_set_target(h, held / 2 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, held / 2 * VB_BPAGES_PER_PAGE);
 }
 
 /*
@@ -1646,7 +1804,7 @@ static void vb_test_thaw_reserve(struct kunit *test)
 	mutex_unlock(&vb->lock);
 
 	total = totalram_pages();
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	left = (1000 - res) * VB_BPAGES_PER_PAGE;
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
 	/* Told before the queues went, and not yet the guest's. */
@@ -1656,15 +1814,15 @@ static void vb_test_thaw_reserve(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, list_empty(&vb->thaw_reserve));
 
 	h->find_vqs_totalram = 0;
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, h->find_vqs_totalram, total + res);
 	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
 
 	/* A second freeze in the same hibernation takes no more. */
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
-	KUNIT_ASSERT_EQ(test, vb_restore(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 
 	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
 	vbt_settle(h);
@@ -1683,10 +1841,9 @@ static void vb_test_thaw_reserve_released_on_remove(struct kunit *test)
 	vb->hib_reserve_armed = true;
 	mutex_unlock(&vb->lock);
 	total = totalram_pages();
-	KUNIT_ASSERT_EQ(test, vb_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	vbt_untold(h);
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
+	vbt_remove(test, h);
 	/* The reserve was told at freeze; the rest stays out of use. */
 	KUNIT_EXPECT_EQ(test, totalram_pages(),
 			total + VB_THAW_RESERVE_PAGES);
@@ -1717,8 +1874,7 @@ static void vb_test_inflate_not_delivered(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 
 	vbt_untold(h);
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
+	vbt_remove(test, h);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 }
 
@@ -1745,8 +1901,7 @@ static void vb_test_deflate_not_completed(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 0);
 
 	vbt_untold(h);
-	vb_remove(&h->vdev);
-	h->vdev.priv = NULL;
+	vbt_remove(test, h);
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 }
 
@@ -1756,35 +1911,21 @@ static void vb_test_migrate_device_fails(struct kunit *test)
 {
 	struct vbt_host *h = vbt_probe(test, 0);
 	struct vb_dev *vb = vbt_vb(h);
-	struct balloon_dev_info *b = &vb->b_dev_info;
 	struct page *page, *newpage;
 	unsigned long pfn, newpfn;
-	LIST_HEAD(isolated);
 
-	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
-	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
-	KUNIT_ASSERT_NOT_NULL(test, newpage);
-	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
-	page = list_first_entry(&isolated, struct page, lru);
-	list_del(&page->lru);
+	page = vbt_isolate(test, h, &newpage);
 	pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
 	newpfn = page_to_pfn(newpage) * VB_BPAGES_PER_PAGE;
 
 	h->break_at[VB_VQ_DEFLATE] = 1;
-	lock_page(page);
-	lock_page(newpage);
-	KUNIT_EXPECT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
-			-EAGAIN);
-	unlock_page(newpage);
-	unlock_page(page);
+	KUNIT_EXPECT_EQ(test, vbt_migrate(h, newpage, page), -EAGAIN);
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
 	KUNIT_EXPECT_NOT_NULL(test, xa_load(&h->held, pfn));
 	KUNIT_EXPECT_NULL(test, xa_load(&h->held, newpfn));
 	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_INFLATE], 1);
-	/* Compaction puts the page back and frees its target. */
-	balloon_page_enqueue(b, page);
-	__free_page(newpage);
+	vbt_migrate_finish(test, h, newpage, page, false);
 	vbt_untold(h);
 }
 
@@ -1797,35 +1938,21 @@ static void vb_test_migrate_inflate_fails(struct kunit *test)
 {
 	struct vbt_host *h = vbt_probe(test, 0);
 	struct vb_dev *vb = vbt_vb(h);
-	struct balloon_dev_info *b = &vb->b_dev_info;
 	struct page *page, *newpage;
 	unsigned long pfn;
-	LIST_HEAD(isolated);
 
-	vbt_set_target(h, 16 * VB_BPAGES_PER_PAGE);
-	newpage = alloc_page(GFP_HIGHUSER_MOVABLE);
-	KUNIT_ASSERT_NOT_NULL(test, newpage);
-	KUNIT_ASSERT_EQ(test, balloon_page_list_dequeue(b, &isolated, 1), 1);
-	page = list_first_entry(&isolated, struct page, lru);
-	list_del(&page->lru);
+	page = vbt_isolate(test, h, &newpage);
 	pfn = page_to_pfn(page) * VB_BPAGES_PER_PAGE;
 
 	h->break_at[VB_VQ_INFLATE] = 2;
-	lock_page(page);
-	lock_page(newpage);
 	/* Past here the test plays the core's part of a completed move. */
-	KUNIT_ASSERT_EQ(test, b->migratepage(b, newpage, page, MIGRATE_SYNC),
-			0);
-	unlock_page(newpage);
-	unlock_page(page);
+	KUNIT_ASSERT_EQ(test, vbt_migrate(h, newpage, page), 0);
 
 	KUNIT_EXPECT_EQ(test, vb->state, VB_STATE_BROKEN);
 	KUNIT_EXPECT_NULL(test, xa_load(&h->held, pfn));
 	KUNIT_EXPECT_EQ(test, h->requests[VB_VQ_DEFLATE], 1);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 16 * VB_BPAGES_PER_PAGE);
-	/* The core's part: the new page joins the balloon, the old goes. */
-	balloon_page_enqueue(b, newpage);
-	put_page(page);
+	vbt_migrate_finish(test, h, newpage, page, true);
 	vbt_untold(h);
 }
 #endif
@@ -1883,6 +2010,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_target_wakeup_event),
 	KUNIT_CASE(vb_test_oom_deflates),
 	KUNIT_CASE(vb_test_remove_returns_everything),
+	KUNIT_CASE(vb_test_probe_failure),
 	KUNIT_CASE(vb_test_hint_queue_order),
 	KUNIT_CASE(vb_test_hint_run),
 	KUNIT_CASE(vb_test_hint_queue_full_stops),
@@ -1911,6 +2039,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_hib_holding_stops_inflate),
 	KUNIT_CASE(vb_test_hib_gives_back_at_most_all),
 	KUNIT_CASE(vb_test_hib_nothing_needed),
+	KUNIT_CASE(vb_test_hib_notifier_gives_back),
 	KUNIT_CASE(vb_test_thaw_reserve),
 	KUNIT_CASE(vb_test_thaw_reserve_released_on_remove),
 #endif

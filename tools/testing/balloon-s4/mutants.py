@@ -195,10 +195,9 @@ class Mutator:
                              for kc in kernel_checks.KUNITCONFIGS]
                           + ["--jobs=" + kernel_checks.JOBS,
                              "--timeout=%d" %
-                             kernel_checks.kunit_timeout(bdir),
-                             "--kernel_args=oops=panic",
-                             "--kernel_args=panic=-1",
-                             "--json=" + jpath, m.args[0]],
+                             kernel_checks.kunit_timeout(bdir)]
+                          + kernel_checks.KUNIT_KERNEL_ARGS
+                          + ["--json=" + jpath, m.args[0]],
                           cwd=tree, env=kernel_checks.KUNIT_ENV,
                           timeout=5400)
         finally:
