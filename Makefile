@@ -10,6 +10,7 @@
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
+#                        (CELLS=1024:90,4096:80: only those cells)
 #   make kunit           the KUnit suites in the patched 6.1, 6.12, sid trees
 #   make mutants         put each bug of tools/testing/balloon-s4/mutants/ in
 #                        alone and check that its test catches it (MUTANTS=
@@ -73,7 +74,8 @@ demo: deps
 	python3 $(TESTDIR)/run.py demo --guest $(GUEST) --build-dir $(BUILD_DIR)
 
 bench: deps
-	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR)
+	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR) \
+		$(if $(CELLS),--cells $(CELLS))
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)

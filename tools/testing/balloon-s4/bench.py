@@ -340,11 +340,28 @@ plot '%s' with linespoints title 'in-tree virtio\\_balloon', \\
     return out_png
 
 
-def bench(make_guest, out_dir, log, quick=False, iterations=1):
-    """Run the matrix; write CSV, JSON and the plot; return the rows."""
+def parse_cells(text):
+    """"1024:90,4096:80" -> [(1024, 90), (4096, 80)]: guest MiB and the
+    percentage ballooned, for running part of the matrix."""
+    cells = []
+    for item in text.split(","):
+        try:
+            mem, pct = (int(x) for x in item.split(":"))
+        except ValueError:
+            raise BenchError("bad cell %r: want MiB:PERCENT, say 4096:80"
+                             % item) from None
+        if mem < 256 or not 0 < pct < 100:
+            raise BenchError("bad cell %r: at least 256 MiB, 1-99%%" % item)
+        cells.append((mem, pct))
+    return cells
+
+
+def bench(make_guest, out_dir, log, quick=False, iterations=1, cells=None):
+    """Run the matrix (or @cells); write CSV, JSON and the plot; return
+    the rows."""
     os.makedirs(out_dir, exist_ok=True)
     runs = []
-    matrix = QUICK if quick else FULL
+    matrix = cells or (QUICK if quick else FULL)
     for it in range(iterations):
         for mem_mb, pct in matrix:
             order = ("intree", "ours") if it % 2 == 0 else ("ours", "intree")

@@ -4,7 +4,8 @@
 
   run.py check [--only NAME ...]   every test; ends with "N passed, N failed"
   run.py demo                      one narrated balloon/hibernate/resume
-  run.py bench [--iterations N]    this virtio_balloon against the in-tree one
+  run.py bench [--iterations N] [--cells MIB:PCT,...]
+                                  this virtio_balloon against the in-tree one
 """
 
 import argparse
@@ -544,6 +545,11 @@ def cmd_demo(args):
 
 
 def cmd_bench(args):
+    try:
+        cells = bench.parse_cells(args.cells) if args.cells else None
+    except bench.BenchError as e:
+        log("bench: %s" % e)
+        return 2
     r = Runner(args.build_dir)
     t0 = time.monotonic()
     kos = r.builds()
@@ -552,7 +558,7 @@ def cmd_bench(args):
     kver, make_guest = r.guest_setup(kos)
     out = os.path.join(r.build_dir, "bench")
     rows = bench.bench(untraced(make_guest), out, log,
-                       iterations=args.iterations)
+                       iterations=args.iterations, cells=cells)
     log("")
     log("guest %s, QEMU TCG; medians of %d iteration(s); %.0f min in all" % (
         guest_kernel("6.12"), args.iterations, (time.monotonic() - t0) / 60))
@@ -568,6 +574,9 @@ def main():
     ap.add_argument("command", choices=["check", "demo", "bench"])
     ap.add_argument("--iterations", type=int, default=2,
                     help="bench: rounds of the whole matrix (default 2)")
+    ap.add_argument("--cells", metavar="MIB:PCT,...",
+                    help="bench: only these cells of the matrix, say "
+                         "1024:90,4096:80")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--guest", choices=["busybox", "debian"],
                     default="busybox", help="demo: the guest to run")
