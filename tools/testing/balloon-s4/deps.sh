@@ -9,8 +9,10 @@
 set -eu
 
 # Kernel builds (the trees and kunit.py) need flex, bison, bc, libelf-dev
-# and libssl-dev; a new Debian 12 machine has none of them.
-PKGS="make gcc libc6-dev kmod cpio gzip xz-utils util-linux python3 perl git
+# and libssl-dev; a new Debian 12 machine has none of them. dpkg-buildpackage
+# (make deb, the Debian guest) refuses to run without build-essential.
+PKGS="make gcc libc6-dev build-essential kmod cpio gzip xz-utils util-linux
+      python3 perl git
       flex bison bc libelf-dev libssl-dev
       qemu-system-x86 busybox-static sparse gnuplot-nox dkms
       python3-ply python3-git python3-docutils
