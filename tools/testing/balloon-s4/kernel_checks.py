@@ -74,7 +74,7 @@ def kunit_timeout(bdir):
     """Seconds the KUnit kernel may run: three times what its last clean
     run took, plus a minute, since QEMU guests of the same run may share
     the CPUs; 960 s when unknown. A wedged kernel then fails in about
-    that time, not after the hour-long cap."""
+    that time, not after the 90-minute cap."""
     try:
         with open(bdir + ".secs") as f:
             last = float(f.read())
