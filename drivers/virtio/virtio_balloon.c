@@ -1969,7 +1969,7 @@ static int vb_probe(struct virtio_device *vdev)
 err_pm_notifier:
 	vb_pm_notifier_unregister(vb);
 err_del_vqs:
-	device_set_wakeup_capable(&vdev->dev, false);
+	device_init_wakeup(&vdev->dev, false);
 	vb_del_vqs(vb);
 err_free_pfns:
 	kfree(vb->pfns);
@@ -2040,8 +2040,11 @@ static void vb_remove(struct virtio_device *vdev)
 	}
 	vb_thaw_reserve_release(vb);
 	mutex_unlock(&vb->lock);
-	/* Another driver bound to the device later decides for itself. */
-	device_set_wakeup_capable(&vdev->dev, false);
+	/*
+	 * Disabled, then not capable: a wakeup source the administrator
+	 * enabled goes too. Another driver bound later decides for itself.
+	 */
+	device_init_wakeup(&vdev->dev, false);
 	kfree(vb->pfns);
 	kfree(vb);
 }
