@@ -35,9 +35,10 @@ LISTS_MAX_AGE = 24 * 3600
 
 # A mirror that serves a snapshot of sid (as the test machines' does) has
 # a Release file past its Valid-Until date, which apt refuses: "Release
-# file ... is expired". Its signature is still checked; only the date is
-# not, and only for these private lists, from which nothing is installed.
-SNAPSHOT_OK = ["-o", "Acquire::Check-Valid-Until=false"]
+# file ... is expired". Only then, and with a warning, is the update
+# retried without the date check, for these private lists alone; the
+# signature is still checked. _apt_update() fills this in.
+SNAPSHOT_OK = []
 
 # Config options a different compiler may flip without changing what a
 # module must look like to load; anything else that differs is reported.
@@ -58,7 +59,7 @@ def _apt_opts():
             "-o", "Dir::State::Lists=" + os.path.join(SID, "lists"),
             "-o", "Dir::State::Status=/dev/null",
             "-o", "Dir::Cache=" + os.path.join(SID, "apt-cache"),
-            "-o", "Debug::NoLocking=1"] + SNAPSHOT_OK
+            "-o", "Debug::NoLocking=1"]
 
 
 def _run(cmd, **kw):
@@ -69,6 +70,19 @@ def _run(cmd, **kw):
         raise SystemExit("%s failed:\n%s" % (" ".join(cmd),
                                              (r.stdout or "")[-3000:]))
     return r.stdout
+
+
+def _apt_update(opts, log):
+    """apt-get update on private lists, accepting an expired snapshot."""
+    try:
+        _run(["apt-get"] + opts + SNAPSHOT_OK + ["update"])
+    except SystemExit as e:
+        if SNAPSHOT_OK or "is expired" not in str(e):
+            raise
+        log("sid: WARNING: the mirror's Release file is past its "
+            "Valid-Until date (a snapshot?); updating without that check")
+        SNAPSHOT_OK.extend(["-o", "Acquire::Check-Valid-Until=false"])
+        _run(["apt-get"] + opts + SNAPSHOT_OK + ["update"])
 
 
 def update_lists(log):
@@ -86,7 +100,7 @@ def update_lists(log):
     if fresh and os.environ.get("BS4_SID_UPDATE") != "1":
         return
     log("sid: apt-get update (private lists under %s)" % SID)
-    _run(["apt-get"] + _apt_opts() + ["update"])
+    _apt_update(_apt_opts(), log)
     with open(stamp, "w") as f:
         f.write("%d\n" % time.time())
 
@@ -152,7 +166,8 @@ def download_and_unpack(pkgs, version, kabi, log):
     missing = [p for p in pkgs if not any(h.startswith(want[p]) for h in have)]
     if missing:
         log("sid: downloading " + " ".join(missing))
-        _run(["apt-get"] + _apt_opts() + ["download"] + missing, cwd=debs)
+        _run(["apt-get"] + _apt_opts() + SNAPSHOT_OK + ["download"] + missing,
+             cwd=debs)
     for p in pkgs:
         deb = [h for h in os.listdir(debs) if h.startswith(want[p])][0]
         stamp = os.path.join(root, ".unpacked-" + deb)
@@ -253,11 +268,12 @@ def sparse(log=print):
             "-o", "Dir::State::Lists=" + os.path.join(base, "src-lists"),
             "-o", "Dir::State::Status=/dev/null",
             "-o", "Dir::Cache=" + os.path.join(base, "src-cache"),
-            "-o", "Debug::NoLocking=1"] + SNAPSHOT_OK
+            "-o", "Debug::NoLocking=1"]
     log("sid: building sparse from sid's source package")
-    _run(["apt-get"] + opts + ["update"])
+    _apt_update(opts, log)
     dl = os.path.join(base, "dl")
-    _run(["apt-get"] + opts + ["source", "--download-only", "sparse"],
+    _run(["apt-get"] + opts + SNAPSHOT_OK +
+         ["source", "--download-only", "sparse"],
          cwd=dl)
     orig = glob.glob(os.path.join(dl, "sparse_*.orig.tar.*"))[0]
     _run(["tar", "-xf", orig, "-C", base])

@@ -556,7 +556,8 @@ def cmd_bench(args):
     if len(kos) < 2:
         return r.summary()
     kver, make_guest = r.guest_setup(kos)
-    out = os.path.join(r.build_dir, "bench")
+    # Part of the matrix never overwrites the whole one's results.
+    out = os.path.join(r.build_dir, "bench-cells" if cells else "bench")
     rows = bench.bench(untraced(make_guest), out, log,
                        iterations=args.iterations, cells=cells)
     log("")
