@@ -170,6 +170,77 @@ static inline unsigned long __compat_vm_event(enum vm_event_item item)
 #endif
 
 /*
+ * Shrinkers became objects the kernel allocates in 6.7: shrinker_alloc(),
+ * shrinker_register() and shrinker_free() replaced embedding a struct
+ * shrinker and register_shrinker()/unregister_shrinker().
+ */
+#if defined(COMPAT_VIRTIO_BALLOON) && !defined(COMPAT_HAVE_SHRINKER_ALLOC)
+#include <linux/shrinker.h>
+#include <linux/slab.h>
+
+struct __compat_shrinker {
+	struct shrinker shrinker;
+	const char *name;
+};
+
+static inline struct shrinker *
+__compat_shrinker_alloc(unsigned int flags, const char *name)
+{
+	struct __compat_shrinker *cs = kzalloc(sizeof(*cs), GFP_KERNEL);
+
+	if (!cs)
+		return NULL;
+	cs->shrinker.flags = flags;
+	cs->name = name;
+	return &cs->shrinker;
+}
+
+/*
+ * The new call cannot fail. The old one can, for lack of memory at module
+ * load; the shrinker is then never called, which is said once.
+ */
+static inline void __compat_shrinker_register(struct shrinker *shrinker)
+{
+	struct __compat_shrinker *cs =
+		container_of(shrinker, struct __compat_shrinker, shrinker);
+
+	if (register_shrinker(shrinker, "%s", cs->name))
+		pr_warn("shrinker %s not registered\n", cs->name);
+}
+
+static inline void __compat_shrinker_free(struct shrinker *shrinker)
+{
+	if (!shrinker)
+		return;
+	unregister_shrinker(shrinker);
+	kfree(container_of(shrinker, struct __compat_shrinker, shrinker));
+}
+
+/* The name is kept, not formatted: callers pass a plain string. */
+#define shrinker_alloc(flags, fmt, ...) __compat_shrinker_alloc(flags, fmt)
+#define shrinker_register __compat_shrinker_register
+#define shrinker_free __compat_shrinker_free
+#endif
+
+/*
+ * Pages freed outside LRU reclaim are credited to the reclaimer through
+ * current->reclaim_state; 6.4 renamed its reclaimed_slab to reclaimed and
+ * added mm_account_reclaimed_pages().
+ */
+#if defined(COMPAT_VIRTIO_BALLOON) && !defined(COMPAT_HAVE_ACCOUNT_RECLAIMED)
+#include <linux/sched.h>
+#include <linux/swap.h>
+
+static inline void __compat_mm_account_reclaimed_pages(unsigned long pages)
+{
+	if (current->reclaim_state)
+		current->reclaim_state->reclaimed_slab += pages;
+}
+
+#define mm_account_reclaimed_pages __compat_mm_account_reclaimed_pages
+#endif
+
+/*
  * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
  * older kernels spell it kzalloc(sizeof(*p), gfp).
  */

@@ -114,8 +114,10 @@
 #include <linux/scatterlist.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
+#include <linux/shrinker.h>
 #include <linux/slab.h>
 #include <linux/suspend.h>
+#include <linux/swap.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
@@ -209,6 +211,7 @@ enum vb_counter {
 	VB_CNT_HINT_RUNS,	/* free page hint runs */
 	VB_CNT_HINTED,		/* pages hinted */
 	VB_CNT_HIB_GIVEN,	/* bpages given back for hibernation images */
+	VB_CNT_HIB_ON_DEMAND,	/* of those, by the hibernation shrinker */
 	VB_CNT_NR,
 };
 
@@ -226,6 +229,7 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_HINT_RUNS] = "hint_runs",
 	[VB_CNT_HINTED] = "hinted",
 	[VB_CNT_HIB_GIVEN] = "hib_given",
+	[VB_CNT_HIB_ON_DEMAND] = "hib_on_demand",
 };
 
 /* Statistics this driver reports: every tag the specification defines. */
@@ -293,6 +297,10 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  *	@lock.
  * @hib_reserve_armed: the next freeze takes the thaw reserve; set by
  *	vb_hib_give_back() for a tight guest; protected by @lock.
+ * @hib_budget: pages the hibernation shrinker may still give back;
+ *	protected by vb_hib_mutex.
+ * @hib_on_demand: pages it gave back for this image; protected by
+ *	vb_hib_mutex.
  * @thaw_reserve: pages deflated, told, at freeze and held off the page
  *	allocator until thaw or restore re-creates the queues (see
  *	"Hibernation headroom"); protected by @lock.
@@ -346,6 +354,8 @@ struct vb_dev {
 	struct notifier_block pm_nb;
 	bool hib_holding;
 	bool hib_reserve_armed;
+	unsigned long hib_budget;
+	unsigned long hib_on_demand;
 	struct list_head thaw_reserve;
 
 	struct virtio_balloon_stat stats[VB_NR_STATS];
@@ -1569,35 +1579,69 @@ static void vb_thaw_reserve_release(struct vb_dev *vb)
  * --------------------
  * The kernel preallocates every page frame of the image in
  * hibernate_preallocate_memory(), after processes are frozen and before any
- * device freezes, from what the guest holds outside the balloon. Its own
- * budget, with T the free plus saveable pages (the kernel's own reserved
- * pages, its image and memory map, are saved too) and R the zones' reserve
- * (totalreserve_pages: high watermarks and lowmem reserves), is that an
- * image of S pages fits when
+ * device freezes, from what the guest holds outside the balloon. A balloon
+ * that leaves too little there makes hibernation fail in one of two places:
  *
- *	2 * S <= T - R - metadata - PAGES_FOR_IO - 4 * reserved_size
+ * (A) The preallocation. With H the pages outside the balloon (the
+ *     kernel's own reserved pages, its image and memory map, are saved
+ *     too) and TR totalreserve_pages (high watermarks and lowmem
+ *     reserves), the kernel first takes
  *
- * S is a copy of every saveable page; with image_size 0 the kernel first
- * shrinks S towards the pages nothing can reclaim (minimum_image_size()).
- * PAGES_FOR_IO (4 MiB) and reserved_size (1 MiB by default, counted twice
- * on each side) are what the kernel keeps for the swap writer, its
- * compression threads' buffers and CRC state, and drivers' thaw and
- * freeze allocations.
+ *	alloc = (H - TR + metadata + PAGES_FOR_IO) / 2 + 2 * reserved_size
  *
- * When a balloon leaves T too small the preallocation fails ("Image
- * allocation is N pages short"), or, worse, it succeeds on the image
- * size it expected and the copy, which turns out larger, takes the rest
- * from the atomic reserves: thaw then finds every zone under its min
- * watermark, the queues cannot be re-created and the image cannot be
- * written. So on PM_HIBERNATION_PREPARE the driver computes that budget
- * from the same counters (vb_hib_need()), with R taken at the min
- * watermark, where the copy and thaw really stop, and gives back (deflates,
+ *     pages with GFP_KERNEL, and fails ("Image allocation is N pages
+ *     short") if it cannot. Those allocations stop at each zone's min
+ *     watermark and lowmem reserve (R): the give-back G must make
+ *     free - R - bitmaps >= alloc, G counting once in H and twice on the
+ *     left.
+ *
+ *     They also see only the buddy allocator's free pages. The per-CPU
+ *     lists can hold up to a zone's low watermark after large frees (and
+ *     grow there by themselves where their size is tuned at run time), a
+ *     deflate's pages among them, and come back only when reclaim makes
+ *     progress: in a guest squeezed by its balloon it makes none, and a
+ *     4 GiB guest failed with 17,000 free pages out of reach. Counting
+ *     them as lost would not do: every page given back that lands there
+ *     too raises alloc by half a page and frees nothing usable. Instead
+ *     the driver registers a shrinker that serves only the task that
+ *     froze processes for the image (PF_SUSPEND_TASK), only until the
+ *     device freezes: when the preallocation finds no page, it gives
+ *     back a few ballooned pages, told, and reports them as reclaimed;
+ *     that progress makes the page allocator drain the per-CPU lists and
+ *     retry. It gives back at most a small budget in all, which also
+ *     covers an estimate that fell short; the preallocation's second
+ *     stage, which runs memory down on purpose, may use what is left.
+ *
+ *     The first stage also takes at most the buddy free pages it found
+ *     on entry plus what it counts reclaimable (avail_normal), which
+ *     neither the shrinker nor a drain raises: the give-back must reach
+ *     the buddy lists for that (check (A')).
+ *
+ * (B) The image write. The copy takes a page for every saveable page S
+ *     (with image_size 0 the kernel first shrinks S towards what nothing
+ *     can reclaim), and may dip into the atomic reserves; thaw and the
+ *     swap writer then need pages above the min watermark:
+ *
+ *	2 * S <= H - R - bitmaps - PAGES_FOR_IO - 4 * reserved_size
+ *
+ *     PAGES_FOR_IO (4 MiB) and reserved_size (1 MiB by default) are the
+ *     kernel's own allowance for the writer, its compression buffers and
+ *     drivers' thaw allocations. Short of it, the copy succeeds and thaw
+ *     finds every zone under its min watermark: the queues cannot be
+ *     re-created and the image cannot be written.
+ *
+ * On PM_HIBERNATION_PREPARE the driver reads the counters both checks use
+ * (vb_hib_need()), takes S as every page in use, and gives back (deflates,
  * telling the host, which is the host that keeps running while the image
- * is made) the pages missing, plus the thaw reserve and a margin of
- * 1/VB_HIB_MARGIN_DIV of the image for what user space, still running at
- * that point, allocates before it is frozen. Nothing is inflated again
+ * is made) the larger shortfall plus a margin for what user space, still
+ * running at that point, allocates before it is frozen; (B) also gets the
+ * thaw reserve. It then reads the counters again and, while (A') is still
+ * short because the per-CPU lists took part of the give-back, gives back
+ * that much more, at most VB_HIB_PASSES times. Nothing is inflated again
  * until PM_POST_HIBERNATION, after which the balloon follows the host's
- * target. Ordinary memory pressure never deflates through this path.
+ * target. Ordinary memory pressure never deflates
+ * through this path. A reserved_size raised in sysfs is not seen: a
+ * module cannot read it.
  *
  * The thaw reserve: thaw runs after the snapshot, when the image copy
  * fills memory, and re-creating the queues needs memory. A freeze after
@@ -1609,6 +1653,12 @@ static void vb_thaw_reserve_release(struct vb_dev *vb)
 #define VB_HIB_SPARE_PAGES	((1UL << 20) >> PAGE_SHIFT)	/* reserved_size */
 #define VB_THAW_RESERVE_PAGES	((1UL << 20) >> PAGE_SHIFT)
 #define VB_HIB_MARGIN_DIV	20
+#define VB_HIB_PASSES		3
+/* What user space allocates before it is frozen, beyond 1/40 of the image. */
+#define VB_HIB_PREALLOC_SLACK	256
+/* The shrinker: pages per call, and its budget beyond 1/40 of the image. */
+#define VB_HIB_SHRINK_BATCH	32
+#define VB_HIB_SHRINK_BUDGET	512
 
 /**
  * struct vb_hib_mem - what the image budget is computed from, in pages
@@ -1616,26 +1666,48 @@ static void vb_thaw_reserve_release(struct vb_dev *vb)
  *	(totalram_pages()).
  * @kernel: present pages neither managed nor ballooned: the kernel image,
  *	the memory map and early allocations, which the image saves too.
- * @free: free pages, those on the per-CPU lists included.
+ * @free: free pages on the buddy lists (NR_FREE_PAGES).
+ * @pcp: free pages on the per-CPU lists, which NR_FREE_PAGES leaves out;
+ *	the shrinker below makes the preallocation drain them.
  * @reclaimable: pages minimum_image_size() counts as reclaimable:
  *	reclaimable slab and the anon and file LRU lists.
- * @reserve: the zones' min watermarks and lowmem reserves, which neither
- *	the copy nor thaw can use; see vb_hib_zones().
- * @present: page frames the snapshot's bitmaps cover.
+ * @reserve: the zones' min watermarks and lowmem reserves, which no
+ *	allocation of the preallocation, the copy or thaw can use; see
+ *	vb_hib_zones().
+ * @totalreserve: totalreserve_pages, which the preallocation subtracts.
+ * @spanned: page frames the snapshot's bitmaps cover.
  */
 struct vb_hib_mem {
 	unsigned long guest;
 	unsigned long kernel;
 	unsigned long free;
+	unsigned long pcp;
 	unsigned long reclaimable;
 	unsigned long reserve;
-	unsigned long present;
+	unsigned long totalreserve;
+	unsigned long spanned;
+};
+
+/**
+ * struct vb_hib_need - what a guest lacks to make and write its image
+ * @image: the estimated image, every page in use.
+ * @prealloc: pages short for the preallocation, checks (A) and (A'),
+ *	margin included.
+ * @write: pages short for the copy and the write, check (B), margin and
+ *	thaw reserve included.
+ */
+struct vb_hib_need {
+	unsigned long image;
+	unsigned long prealloc;
+	unsigned long write;
 };
 
 /**
  * vb_hib_need() - pages the guest lacks to make and write its image
  * @m: the guest's memory, see struct vb_hib_mem.
- * @image: set to the estimated image size in pages.
+ * @n: filled in, see struct vb_hib_need.
+ * @margin: add the margins and the thaw reserve; a later pass, which makes
+ *	up only for what the per-CPU lists took of the first, does not.
  *
  * The image is taken as every page in use, the kernel's own included: an
  * upper bound. With image_size 0 the kernel asks reclaim for what it can
@@ -1646,111 +1718,130 @@ struct vb_hib_mem {
  * estimate is what makes hibernation fail; giving back a little more than
  * the least that works is the cheaper mistake.
  *
- * Return: pages to give back for the budget under "Hibernation headroom"
- * to hold, with a margin of 1/VB_HIB_MARGIN_DIV of the image and the thaw
- * reserve; 0 if the budget already holds.
+ * Return: pages to give back for both checks under "Hibernation
+ * headroom" to hold; 0 if they already do.
  */
 static unsigned long vb_hib_need(const struct vb_hib_mem *m,
-				 unsigned long *image)
+				 struct vb_hib_need *n, bool margin)
 {
-	unsigned long used = m->guest > m->free ? m->guest - m->free : 0;
 	unsigned long have = m->guest + m->kernel;
-	unsigned long want;
+	unsigned long free = m->free + m->pcp;
+	unsigned long used = m->guest > free ? m->guest - free : 0;
+	/* One bitmap: a bit per page frame, and the radix tree above it. */
+	unsigned long bm = DIV_ROUND_UP(m->spanned, PAGE_SIZE * 8) + 1;
+	unsigned long want, got, short_a;
 
-	used += m->kernel;
-	*image = used;
-	/* Two bitmaps, each with its copy, one bit per page frame. */
-	want = 2 * *image + 4 * DIV_ROUND_UP(m->present, PAGE_SIZE * 8) +
-	       m->reserve + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
-	if (want <= have)
-		return 0;
-	return want - have + *image / VB_HIB_MARGIN_DIV +
-	       VB_THAW_RESERVE_PAGES;
+	n->image = used + m->kernel;
+	/* (B): the image twice, two bitmaps with their copies. */
+	want = 2 * n->image + 4 * bm + m->reserve + VB_HIB_IO_PAGES +
+	       4 * VB_HIB_SPARE_PAGES;
+	n->write = want <= have ? 0 : want - have;
+	if (n->write && margin)
+		n->write += n->image / VB_HIB_MARGIN_DIV +
+			    VB_THAW_RESERVE_PAGES;
+	/*
+	 * (A), both sides doubled: 2 * (free - R - the bitmaps the kernel
+	 * allocates first) >= H - TR + metadata (two bitmaps) +
+	 * PAGES_FOR_IO + 4 * reserved_size, each page given back adding two
+	 * on the left and one on the right. Five bitmaps on the left (four
+	 * before 6.3) and per-zone rounding the "+ 1" does not cover: the
+	 * errors lean towards giving back more.
+	 */
+	want = have + 2 * m->reserve + 12 * bm + VB_HIB_IO_PAGES +
+	       4 * VB_HIB_SPARE_PAGES;
+	got = 2 * free + m->totalreserve;
+	short_a = want <= got ? 0 : want - got;
+	/* (A'): the same alloc against buddy free + reclaimable, doubled. */
+	want = have + 2 * bm + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
+	got = 2 * (m->free + m->reclaimable) + m->totalreserve;
+	n->prealloc = max(short_a, want <= got ? 0 : want - got);
+	if (n->prealloc && margin)
+		n->prealloc += n->image / (2 * VB_HIB_MARGIN_DIV) +
+			       VB_HIB_PREALLOC_SLACK;
+	return max(n->prealloc, n->write);
 }
 
 /*
- * Walk the zones for two numbers the kernel does not export:
- *
- * @pcp: free pages on the per-CPU lists, which NR_FREE_PAGES leaves out.
- * After a large free, such as the end of an earlier hibernation attempt,
- * they hold up to the low watermark per CPU, and the snapshot drains them:
- * counted as in use they would count twice in the image estimate.
- *
- * @reserve: what no allocation for thaw or the image write can use: each
- * zone's min watermark and its largest lowmem reserve, at most its size.
- * totalreserve_pages, which the preallocation subtracts, takes the high
- * watermark instead; between the two lie pages that the copy and thaw do
- * use, so the kernel's own budget asks for more than a balloon needs to
- * give back.
+ * Walk the zones for what the kernel does not export: the free pages on
+ * the per-CPU lists, the frames the bitmaps cover, and the reserve no
+ * allocation for the image, the copy or thaw can use: each zone's min
+ * watermark (a boost included) and its largest lowmem reserve, at most its
+ * size. totalreserve_pages is not exported either; the nodes' shares are.
  */
-static void vb_hib_zones(unsigned long *pcp, unsigned long *reserve)
+static void vb_hib_zones(struct vb_hib_mem *m)
 {
-	unsigned long res, on_lists = 0, unusable = 0;
+	unsigned long res;
 	struct zone *zone;
 	int nid, z, j, cpu;
 
+	m->pcp = 0;
+	m->reserve = 0;
+	m->spanned = 0;
+	m->totalreserve = 0;
 	for_each_online_node(nid) {
+		m->totalreserve += READ_ONCE(NODE_DATA(nid)->totalreserve_pages);
 		for (z = 0; z < MAX_NR_ZONES; z++) {
 			zone = &NODE_DATA(nid)->node_zones[z];
 			if (!populated_zone(zone))
 				continue;
+			m->spanned += zone->spanned_pages;
 			res = 0;
 			for (j = z; j < MAX_NR_ZONES; j++)
 				res = max_t(unsigned long, res,
 					    zone->lowmem_reserve[j]);
 			res += min_wmark_pages(zone);
-			unusable += min(res, zone_managed_pages(zone));
+			m->reserve += min(res, zone_managed_pages(zone));
 			if (!zone->per_cpu_pageset)
 				continue;
 			for_each_online_cpu(cpu)
-				on_lists += READ_ONCE(per_cpu_ptr(zone->per_cpu_pageset,
-								  cpu)->count);
+				m->pcp += READ_ONCE(per_cpu_ptr(zone->per_cpu_pageset,
+								cpu)->count);
 		}
 	}
-	*pcp = on_lists;
-	*reserve = unusable;
 }
 
 /* Read the counters vb_hib_need() works from. */
 static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
 {
-	unsigned long outside, pcp;
+	unsigned long outside, present = get_num_physpages();
 
-	vb_hib_zones(&pcp, &m->reserve);
+	vb_hib_zones(m);
 	m->guest = totalram_pages();
-	m->free = global_zone_page_state(NR_FREE_PAGES) + pcp;
+	m->free = global_zone_page_state(NR_FREE_PAGES);
 	m->reclaimable = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B) +
 			 global_node_page_state(NR_ACTIVE_ANON) +
 			 global_node_page_state(NR_INACTIVE_ANON) +
 			 global_node_page_state(NR_ACTIVE_FILE) +
 			 global_node_page_state(NR_INACTIVE_FILE);
-	m->present = get_num_physpages();
 	outside = m->guest + READ_ONCE(vb->num_bpages) / VB_BPAGES_PER_PAGE;
-	m->kernel = m->present > outside ? m->present - outside : 0;
+	m->kernel = present > outside ? present - outside : 0;
 }
 
 /**
  * vb_hib_give_back() - return what the hibernation image needs
  * @vb: the balloon.
  * @m: the guest's memory now.
+ * @n: filled in with what vb_hib_need() found in @m.
+ * @margin: passed on to vb_hib_need().
  *
- * Deflates, telling the host, the pages vb_hib_need() asks for, or the
- * whole balloon if it holds fewer: with an empty balloon hibernation then
- * fails or succeeds as it would without this driver. Arms the thaw
- * reserve when anything was given back and something is left to take it
- * from. Logs what was given back and the numbers behind it.
+ * Deflates, telling the host, the pages vb_hib_need() asks for (scaled by
+ * hib_give_pct), or the whole balloon if it holds fewer: with an empty
+ * balloon hibernation then fails or succeeds as it would without this
+ * driver. Arms the thaw reserve when anything was given back and
+ * something is left to take it from.
  *
  * Context: vb->lock held; the device running.
  * Return: bpages given back.
  */
 static unsigned int vb_hib_give_back(struct vb_dev *vb,
-				     const struct vb_hib_mem *m)
+				     const struct vb_hib_mem *m,
+				     struct vb_hib_need *n, bool margin)
 {
-	unsigned long need, image, want;
+	unsigned long need, want;
 	unsigned int done = 0, step;
 
 	lockdep_assert_held(&vb->lock);
-	need = div_u64((u64)vb_hib_need(m, &image) *
+	need = div_u64((u64)vb_hib_need(m, n, margin) *
 		       min(READ_ONCE(hib_give_pct), 100U), 100);
 	want = min_t(unsigned long, need * VB_BPAGES_PER_PAGE, vb->num_bpages);
 	/*
@@ -1767,17 +1858,190 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 		mutex_lock(&vb->lock);
 	}
 	vb->counters[VB_CNT_HIB_GIVEN] += done;
-	vb->hib_reserve_armed = done && vb->num_bpages;
-	if (done + vb->num_bpages)
-		dev_info(&vb->vdev->dev,
-			 "hibernation: gave back %u of %u ballooned pages: image ~%lu pages, guest %lu+%lu pages, %lu free, %lu reclaimable, reserve %lu, short %lu%s\n",
-			 done / VB_BPAGES_PER_PAGE,
-			 (done + vb->num_bpages) / VB_BPAGES_PER_PAGE, image,
-			 m->guest, m->kernel, m->free, m->reclaimable,
-			 m->reserve, need,
-			 need * VB_BPAGES_PER_PAGE > done ?
-			 " (even an empty balloon may not be enough)" : "");
+	if (done)
+		vb->hib_reserve_armed = vb->num_bpages != 0;
 	return done;
+}
+
+/*
+ * The hibernation shrinker (see "Hibernation headroom"). One serves every
+ * device; the one that got PM_HIBERNATION_PREPARE last answers it. It runs
+ * in direct reclaim, where vb->lock may be held by a holder that waits for
+ * the host or allocates (the balloon work, compaction's migration): it
+ * only ever tries the locks. A miss reports no progress; the allocator
+ * retries reclaim a number of times before it gives up, and the holders
+ * let go within a host round trip. A deflate here waits for the host
+ * without a timeout, as every deflate does: a host that stops answering
+ * hangs the hibernation, as it would hang any balloon request.
+ */
+static struct shrinker *vb_hib_shrinker;
+static DEFINE_MUTEX(vb_hib_mutex);	/* protects vb_hib_dev, ->hib_budget */
+static struct vb_dev *vb_hib_dev;
+
+/*
+ * The task that froze processes for the image, allocating without
+ * __GFP_MOVABLE: the preallocation, not shrink_all_memory(), which
+ * reclaims to make the image smaller, nor kswapd.
+ */
+static bool vb_hib_shrink_serves(struct shrink_control *sc)
+{
+	return (current->flags & PF_SUSPEND_TASK) &&
+	       !(sc->gfp_mask & __GFP_MOVABLE);
+}
+
+static unsigned long vb_hib_shrink_count(struct shrinker *shrinker,
+					 struct shrink_control *sc)
+{
+	unsigned long n = 0;
+
+	/* Every direct reclaim in the system asks: answer those cheaply. */
+	if (!READ_ONCE(vb_hib_dev) || !vb_hib_shrink_serves(sc) ||
+	    !mutex_trylock(&vb_hib_mutex))
+		return 0;
+	if (vb_hib_dev && vb_hib_dev->hib_budget &&
+	    READ_ONCE(vb_hib_dev->num_bpages))
+		n = 2 * VB_HIB_SHRINK_BATCH;
+	mutex_unlock(&vb_hib_mutex);
+	/*
+	 * A constant: reclaim scans half of what is counted, in batches, and
+	 * would defer a smaller count to a later, harder round. The scan
+	 * keeps to the budget.
+	 */
+	return n;
+}
+
+static unsigned long vb_hib_shrink_scan(struct shrinker *shrinker,
+					struct shrink_control *sc)
+{
+	unsigned long want, done = 0;
+	struct vb_dev *vb;
+
+	if (!vb_hib_shrink_serves(sc) || !mutex_trylock(&vb_hib_mutex))
+		return SHRINK_STOP;
+	vb = vb_hib_dev;
+	if (vb && mutex_trylock(&vb->lock)) {
+		want = min(sc->nr_to_scan, vb->hib_budget);
+		if (vb->state == VB_STATE_RUNNING && vb->hib_holding && want)
+			done = vb_deflate_locked(vb, want * VB_BPAGES_PER_PAGE) /
+			       VB_BPAGES_PER_PAGE;
+		vb->counters[VB_CNT_HIB_GIVEN] += done * VB_BPAGES_PER_PAGE;
+		vb->counters[VB_CNT_HIB_ON_DEMAND] += done * VB_BPAGES_PER_PAGE;
+		mutex_unlock(&vb->lock);
+		vb->hib_budget -= done;
+		vb->hib_on_demand += done;
+	}
+	mutex_unlock(&vb_hib_mutex);
+	if (!done)
+		return SHRINK_STOP;
+	/* Progress: the allocator drains the per-CPU lists and retries. */
+	mm_account_reclaimed_pages(done);
+	return done;
+}
+
+/* Give the shrinker @budget pages of @vb for the coming preallocation. */
+static void vb_hib_serve(struct vb_dev *vb, unsigned long budget)
+{
+	mutex_lock(&vb_hib_mutex);
+	vb->hib_budget = budget;
+	vb->hib_on_demand = 0;
+	WRITE_ONCE(vb_hib_dev, vb);
+	mutex_unlock(&vb_hib_mutex);
+}
+
+/*
+ * Called at every freeze and at PM_POST_HIBERNATION, whichever comes
+ * first, and on remove: no lock but the shrinker's, since a freeze may
+ * come while the balloon work holds vb->lock for a host round trip.
+ */
+static void vb_hib_unserve(struct vb_dev *vb)
+{
+	unsigned long given;
+
+	mutex_lock(&vb_hib_mutex);
+	if (vb_hib_dev == vb)
+		WRITE_ONCE(vb_hib_dev, NULL);
+	given = vb->hib_on_demand;
+	vb->hib_on_demand = 0;
+	vb->hib_budget = 0;
+	mutex_unlock(&vb_hib_mutex);
+	if (given)
+		dev_info(&vb->vdev->dev,
+			 "hibernation: gave back %lu more pages on demand while the kernel preallocated the image\n",
+			 given);
+}
+
+/**
+ * vb_hib_prepare() - give back, before the preallocation, what it needs
+ * @vb: the balloon.
+ *
+ * Gives back what vb_hib_need() finds short, then, while the per-CPU
+ * lists keep part of it from the buddy lists, that part again (see
+ * "Hibernation headroom"); logs the first pass's numbers and the total in
+ * one line; and gives the hibernation shrinker its budget: 1/40 of the
+ * image and VB_HIB_SHRINK_BUDGET pages. With hib_give_pct under 100, which
+ * exists to find the least that works, there is one pass and the
+ * shrinker gets one batch, enough to have the per-CPU lists drained but
+ * not to make up for the shortfall.
+ */
+static void vb_hib_prepare(struct vb_dev *vb)
+{
+	unsigned int pct = min(READ_ONCE(hib_give_pct), 100U);
+	struct vb_hib_need first, n;
+	struct vb_hib_mem m, m0;
+	unsigned long budget, need;
+	unsigned int done, step;
+	int pass;
+
+	mutex_lock(&vb->lock);
+	if (vb->state != VB_STATE_RUNNING || vb->handing_back ||
+	    !vb->num_bpages) {
+		mutex_unlock(&vb->lock);
+		return;
+	}
+	vb_hib_mem_read(vb, &m0);
+	done = vb_hib_give_back(vb, &m0, &first, true);
+	need = max(first.prealloc, first.write) * pct / 100;
+	for (pass = 1; pass < VB_HIB_PASSES && pct == 100 && done; pass++) {
+		vb_hib_mem_read(vb, &m);
+		vb_hib_need(&m, &n, false);
+		if (!n.prealloc || !vb->num_bpages)
+			break;
+		step = vb_hib_give_back(vb, &m, &n, false);
+		if (!step)
+			break;
+		done += step;
+	}
+	dev_info(&vb->vdev->dev,
+		 "hibernation: gave back %u of %u ballooned pages: image ~%lu pages, guest %lu+%lu pages, %lu+%lu free, %lu reclaimable, reserve %lu/%lu, short %lu for the preallocation, %lu for the write%s\n",
+		 done / VB_BPAGES_PER_PAGE,
+		 (done + vb->num_bpages) / VB_BPAGES_PER_PAGE, first.image,
+		 m0.guest, m0.kernel, m0.free, m0.pcp, m0.reclaimable,
+		 m0.reserve, m0.totalreserve, first.prealloc, first.write,
+		 need * VB_BPAGES_PER_PAGE > done && !vb->num_bpages ?
+		 " (even an empty balloon may not be enough)" : "");
+	mutex_unlock(&vb->lock);
+	budget = pct < 100 ? VB_HIB_SHRINK_BATCH :
+		 first.image / (2 * VB_HIB_MARGIN_DIV) + VB_HIB_SHRINK_BUDGET;
+	vb_hib_serve(vb, budget);
+}
+
+static int vb_hib_shrinker_init(void)
+{
+	vb_hib_shrinker = shrinker_alloc(0, "virtio-balloon-hibernation");
+	if (!vb_hib_shrinker)
+		return -ENOMEM;
+	vb_hib_shrinker->count_objects = vb_hib_shrink_count;
+	vb_hib_shrinker->scan_objects = vb_hib_shrink_scan;
+	/* Ballooned pages cost nothing to give back: no seeks, small steps. */
+	vb_hib_shrinker->seeks = 0;
+	vb_hib_shrinker->batch = VB_HIB_SHRINK_BATCH;
+	shrinker_register(vb_hib_shrinker);
+	return 0;
+}
+
+static void vb_hib_shrinker_exit(void)
+{
+	shrinker_free(vb_hib_shrinker);
 }
 
 /*
@@ -1820,7 +2084,6 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 			void *unused)
 {
 	struct vb_dev *vb = container_of(nb, struct vb_dev, pm_nb);
-	struct vb_hib_mem mem;
 	unsigned int held;
 
 	switch (event) {
@@ -1849,19 +2112,18 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		 */
 		WRITE_ONCE(vb->hint_paused, true);
 		flush_work(&vb->hint_work);
-		vb_hib_mem_read(vb, &mem);
 		mutex_lock(&vb->lock);
 		vb->hib_holding = true;
-		/* A restore's owed drop is no reason to skip: both are told. */
-		if (vb->state == VB_STATE_RUNNING && !vb->handing_back)
-			vb_hib_give_back(vb, &mem);
 		mutex_unlock(&vb->lock);
+		/* A restore's owed drop is no reason to skip: both are told. */
+		vb_hib_prepare(vb);
 		fallthrough;
 	case PM_SUSPEND_PREPARE:
 		WRITE_ONCE(vb->hint_paused, true);
 		break;
 	case PM_POST_HIBERNATION:
 		/* Image written and resumed, or hibernation failed. */
+		vb_hib_unserve(vb);
 		mutex_lock(&vb->lock);
 		vb->hib_holding = false;
 		vb->hib_reserve_armed = false;
@@ -1887,6 +2149,7 @@ static int vb_pm_notifier_register(struct vb_dev *vb)
 static void vb_pm_notifier_unregister(struct vb_dev *vb)
 {
 	unregister_pm_notifier(&vb->pm_nb);
+	vb_hib_unserve(vb);
 }
 #else
 static int vb_pm_notifier_register(struct vb_dev *vb)
@@ -1895,6 +2158,15 @@ static int vb_pm_notifier_register(struct vb_dev *vb)
 }
 
 static void vb_pm_notifier_unregister(struct vb_dev *vb)
+{
+}
+
+static int vb_hib_shrinker_init(void)
+{
+	return 0;
+}
+
+static void vb_hib_shrinker_exit(void)
 {
 }
 #endif /* CONFIG_PM_SLEEP */
@@ -2061,6 +2333,8 @@ static int vb_freeze(struct virtio_device *vdev)
 
 	/* A restore that never reached vb_restore() still owes its drop. */
 	vb->pm_restoring = false;
+	/* After a hibernation's preallocation: the shrinker's work is done. */
+	vb_hib_unserve(vb);
 	vb_stop_users(vb);
 	mutex_lock(&vb->lock);
 	/* The users are stopped: nothing refills it meanwhile. */
@@ -2211,10 +2485,15 @@ static int __init vb_init(void)
 {
 	int err;
 
+	err = vb_hib_shrinker_init();
+	if (err)
+		return err;
 	vb_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	err = register_virtio_driver(&vb_driver);
-	if (err)
+	if (err) {
 		debugfs_remove_recursive(vb_debugfs_root);
+		vb_hib_shrinker_exit();
+	}
 	return err;
 }
 
@@ -2222,6 +2501,7 @@ static void __exit vb_exit(void)
 {
 	unregister_virtio_driver(&vb_driver);
 	debugfs_remove_recursive(vb_debugfs_root);
+	vb_hib_shrinker_exit();
 }
 
 module_init(vb_init);
