@@ -1637,7 +1637,7 @@ static void vb_thaw_reserve_release(struct vb_dev *vb)
  * running at that point, allocates before it is frozen; (B) also gets the
  * thaw reserve. It then reads the counters again and, while (A') is still
  * short because the per-CPU lists took part of the give-back, gives back
- * that much more, at most VB_HIB_PASSES times. Nothing is inflated again
+ * the shortfall found then, in at most VB_HIB_PASSES - 1 more passes. Nothing is inflated again
  * until PM_POST_HIBERNATION, after which the balloon follows the host's
  * target. Ordinary memory pressure never deflates
  * through this path. A reserved_size raised in sysfs is not seen: a
@@ -1692,9 +1692,9 @@ struct vb_hib_mem {
  * struct vb_hib_need - what a guest lacks to make and write its image
  * @image: the estimated image, every page in use.
  * @prealloc: pages short for the preallocation, checks (A) and (A'),
- *	margin included.
+ *	margin included if asked for.
  * @write: pages short for the copy and the write, check (B), margin and
- *	thaw reserve included.
+ *	thaw reserve included if asked for.
  */
 struct vb_hib_need {
 	unsigned long image;
@@ -1744,15 +1744,20 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	 * allocates first) >= H - TR + metadata (two bitmaps) +
 	 * PAGES_FOR_IO + 4 * reserved_size, each page given back adding two
 	 * on the left and one on the right. Five bitmaps on the left (four
-	 * before 6.3) and per-zone rounding the "+ 1" does not cover: the
-	 * errors lean towards giving back more.
+	 * before 6.3) lean towards giving back more, per-zone rounding the
+	 * "+ 1" does not cover towards less.
 	 */
 	want = have + 2 * m->reserve + 12 * bm + VB_HIB_IO_PAGES +
 	       4 * VB_HIB_SPARE_PAGES;
 	got = 2 * free + m->totalreserve;
 	short_a = want <= got ? 0 : want - got;
-	/* (A'): the same alloc against buddy free + reclaimable, doubled. */
-	want = have + 2 * bm + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
+	/*
+	 * (A'): the same alloc against what the first stage may take,
+	 * buddy free + reclaimable as found after the bitmaps, doubled. The
+	 * same bitmap count, but per-zone rounding may make the kernel's a
+	 * few pages more: the margin covers that.
+	 */
+	want = have + 12 * bm + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
 	got = 2 * (m->free + m->reclaimable) + m->totalreserve;
 	n->prealloc = max(short_a, want <= got ? 0 : want - got);
 	if (n->prealloc && margin)
@@ -1865,7 +1870,8 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 
 /*
  * The hibernation shrinker (see "Hibernation headroom"). One serves every
- * device; the one that got PM_HIBERNATION_PREPARE last answers it. It runs
+ * device; the last one whose give-back ran on PM_HIBERNATION_PREPARE (a
+ * running, non-empty balloon) answers it. It runs
  * in direct reclaim, where vb->lock may be held by a holder that waits for
  * the host or allocates (the balloon work, compaction's migration): it
  * only ever tries the locks. A miss reports no progress; the allocator
@@ -1875,7 +1881,12 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
  * hangs the hibernation, as it would hang any balloon request.
  */
 static struct shrinker *vb_hib_shrinker;
-static DEFINE_MUTEX(vb_hib_mutex);	/* protects vb_hib_dev, ->hib_budget */
+/*
+ * vb_hib_mutex protects vb_hib_dev and the devices' hib_budget and
+ * hib_on_demand. Not vb->lock: unserve runs at freeze, which may come
+ * while the balloon work holds vb->lock for a host round trip.
+ */
+static DEFINE_MUTEX(vb_hib_mutex);
 static struct vb_dev *vb_hib_dev;
 
 /*
@@ -1950,8 +1961,9 @@ static void vb_hib_serve(struct vb_dev *vb, unsigned long budget)
 
 /*
  * Called at every freeze and at PM_POST_HIBERNATION, whichever comes
- * first, and on remove: no lock but the shrinker's, since a freeze may
- * come while the balloon work holds vb->lock for a host round trip.
+ * first, and on remove; takes no vb->lock (see vb_hib_mutex). A second
+ * image made through /dev/snapshot after SNAPSHOT_FREE, with no new
+ * PM_HIBERNATION_PREPARE, is therefore not served.
  */
 static void vb_hib_unserve(struct vb_dev *vb)
 {

@@ -1648,7 +1648,7 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	 * The preallocation: 11000 + 2 * reserve 1000 + twelve bitmaps 24 +
 	 * 2048 = 14072 against 2 * free 2000 (a drain reaches the per-CPU
 	 * lists) + totalreserve 800, short 9272, then 1/40 of the image and
-	 * 256; its first stage's cap, 11000 + 4 + 2048 = 13052 against
+	 * 256; its first stage's cap, 11000 + 24 + 2048 = 13072 against
 	 * 2 * (buddy free 1500 + reclaimable 3000) + 800, is shorter.
 	 */
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &n, true),
@@ -1688,11 +1688,11 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	/*
 	 * Plenty free, but most of it on the per-CPU lists: the first stage
 	 * takes at most buddy free + reclaimable, 2 * 5000 against
-	 * 21000 + 4 + 2048 = 23052 doubled.
+	 * 21000 + 24 + 2048 = 23072.
 	 */
 	m.free = 5000;
 	m.pcp = 8000;
-	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &n, false), 13052UL);
+	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &n, false), 13072UL);
 	KUNIT_EXPECT_EQ(test, n.write, 0UL);
 	m.pcp = 0;
 
@@ -1898,7 +1898,6 @@ static void vb_test_hib_shrinker(struct kunit *test)
 	struct vbt_host *h = vbt_probe(test, 0);
 	struct vb_dev *vb = vbt_vb(h);
 	struct reclaim_state rs = {}, *saved;
-	unsigned int flags = current->flags;
 	struct vbt_elsewhere e;
 	unsigned long total;
 
@@ -1963,7 +1962,7 @@ static void vb_test_hib_shrinker(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
 	KUNIT_EXPECT_EQ(test, vb_hib_shrink_count(NULL, &sc), 0UL);
-	current->flags = flags;
+	current->flags &= ~PF_SUSPEND_TASK;
 	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 
 	vbt_pm_event(h, PM_POST_HIBERNATION);
