@@ -135,7 +135,8 @@ JOBS = max(1, int(os.environ.get("BS4_JOBS", "0")) or
 
 # Longest first, so that the last job to finish is a short one. The times
 # of the previous run (build_dir/scenario-times.json) order the rest.
-LONG_JOBS = ["debian_hibernate", "s5_ten_cycles@sid", "s5_ten_cycles"]
+LONG_JOBS = ["debian_hibernate", "s5_ten_cycles@sid", "s5_ten_cycles",
+             "s13_hibernate_after_deflate"]
 
 
 class Runner:

@@ -11,6 +11,11 @@ SOURCES = ["Kbuild", "Makefile", "dkms.conf", "compat", "include", "arch",
            "drivers"]
 
 
+BUILD_OUTPUT = shutil.ignore_patterns(
+    "*.o", "*.ko", "*.mod", "*.mod.c", "*.a", ".*.cmd", ".*.d", "*.symvers",
+    "modules.order", ".tmp_versions")
+
+
 def copy_sources(dest, entries=None):
     """A fresh copy in @dest of @entries (default SOURCES) of the
     repository."""
@@ -18,5 +23,8 @@ def copy_sources(dest, entries=None):
     os.makedirs(dest)
     for s in entries or SOURCES:
         p = os.path.join(ROOT, s)
-        (shutil.copytree if os.path.isdir(p) else shutil.copy)(
-            p, os.path.join(dest, s))
+        if os.path.isdir(p):
+            # Not what an in-place build left behind.
+            shutil.copytree(p, os.path.join(dest, s), ignore=BUILD_OUTPUT)
+        else:
+            shutil.copy(p, os.path.join(dest, s))
