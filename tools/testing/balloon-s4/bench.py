@@ -37,6 +37,7 @@ import subprocess
 import threading
 import time
 
+import scenarios
 import vm
 
 MiB = 1 << 20
@@ -240,14 +241,8 @@ def _given_back(g, driver, reached_mb):
     deflates the whole balloon in freeze."""
     if driver != "ours":
         return int(reached_mb * MiB // PAGE)
-    text = g.console_text()
-    m = list(re.finditer(r"hibernation: gave back (\d+) of", text))
-    if not m:
-        return 0
-    # What the shrinker gave on demand for the same image, if anything.
-    more = re.findall(r"hibernation: gave back (\d+) more pages on demand",
-                      text[m[-1].end():])
-    return int(m[-1].group(1)) + (int(more[0]) if more else 0)
+    m = scenarios.gave_back(g.console_text())
+    return m["given"] + m["on_demand"] if m else 0
 
 
 # (key, label, unit, better): better is "high" or "low".
