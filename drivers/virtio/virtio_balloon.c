@@ -113,6 +113,7 @@
 #include <linux/pm.h>
 #include <linux/scatterlist.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
 #include <linux/slab.h>
@@ -1564,13 +1565,15 @@ static void vb_write_poison(struct vb_dev *vb)
 
 /*
  * Hand the thaw reserve (see "Hibernation headroom") to the page
- * allocator. Context: vb->lock held.
+ * allocator. Context: vb->lock held. Return: whether there was one.
  */
-static void vb_thaw_reserve_release(struct vb_dev *vb)
+static bool vb_thaw_reserve_release(struct vb_dev *vb)
 {
 	lockdep_assert_held(&vb->lock);
-	if (!list_empty(&vb->thaw_reserve))
-		vb_release_pages(&vb->thaw_reserve);
+	if (list_empty(&vb->thaw_reserve))
+		return false;
+	vb_release_pages(&vb->thaw_reserve);
+	return true;
 }
 
 #ifdef CONFIG_PM_SLEEP
@@ -2384,8 +2387,8 @@ static int vb_restore(struct virtio_device *vdev)
 	bool restoring = vb->pm_restoring;
 	const char *what = restoring ? "restore" : "thaw";
 	ktime_t start = ktime_get();
+	unsigned int held, noreclaim;
 	const char *step;
-	unsigned int held;
 	int err;
 
 	vb->pm_restoring = false;
@@ -2396,9 +2399,19 @@ static int vb_restore(struct virtio_device *vdev)
 			what, vb_state_names[vb->state]);
 		return -EINVAL;
 	}
-	/* Told at freeze: the queues' memory is ours whatever thaw finds. */
-	vb_thaw_reserve_release(vb);
-	err = vb_init_vqs(vb);
+	/*
+	 * Told at freeze: the queues' memory is ours whatever thaw finds.
+	 * The image copy may have left every zone under its min watermark,
+	 * where GFP_KERNEL fails however much is freed: the queues are then
+	 * allocated past the watermarks, from the pages just released.
+	 */
+	if (vb_thaw_reserve_release(vb)) {
+		noreclaim = memalloc_noreclaim_save();
+		err = vb_init_vqs(vb);
+		memalloc_noreclaim_restore(noreclaim);
+	} else {
+		err = vb_init_vqs(vb);
+	}
 	if (err) {
 		step = "re-create virtqueues";
 		goto err_broken;
