@@ -213,6 +213,7 @@ enum vb_counter {
 	VB_CNT_HINTED,		/* pages hinted */
 	VB_CNT_HIB_GIVEN,	/* bpages given back for hibernation images */
 	VB_CNT_HIB_ON_DEMAND,	/* of those, by the hibernation shrinker */
+	VB_CNT_HIB_TAKEN_BACK,	/* bpages inflated again at freeze */
 	VB_CNT_NR,
 };
 
@@ -231,6 +232,7 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
 	[VB_CNT_HINTED] = "hinted",
 	[VB_CNT_HIB_GIVEN] = "hib_given",
 	[VB_CNT_HIB_ON_DEMAND] = "hib_on_demand",
+	[VB_CNT_HIB_TAKEN_BACK] = "hib_taken_back",
 };
 
 /* Statistics this driver reports: every tag the specification defines. */
@@ -297,7 +299,18 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  *	guest until the image is written or hibernation fails; protected by
  *	@lock.
  * @hib_reserve_armed: the next freeze takes the thaw reserve; set by
- *	vb_hib_give_back() for a tight guest; protected by @lock.
+ *	vb_hib_give_back() or vb_hib_freeze() for a tight guest; protected
+ *	by @lock.
+ * @hib_measure: the next freeze measures the image and gives back what
+ *	its write lacks (vb_hib_freeze()); set by vb_hib_prepare(), cleared
+ *	by that freeze and PM_POST_HIBERNATION; protected by @lock.
+ * @hib_image0: the image vb_hib_prepare() estimated, in pages; protected
+ *	by @lock.
+ * @hib_counted0: the counters the image moves with, read then (struct
+ *	vb_hib_mem's @counted); protected by @lock.
+ * @hib_given: bpages given back for the current image so far, on
+ *	demand included, less what the freeze took back; protected by
+ *	@lock.
  * @hib_budget: pages the hibernation shrinker may still give back;
  *	protected by vb_hib_mutex.
  * @hib_on_demand: pages it gave back for this image; protected by
@@ -355,6 +368,10 @@ struct vb_dev {
 	struct notifier_block pm_nb;
 	bool hib_holding;
 	bool hib_reserve_armed;
+	bool hib_measure;
+	unsigned long hib_image0;
+	unsigned long hib_counted0;
+	unsigned int hib_given;
 	unsigned long hib_budget;
 	unsigned long hib_on_demand;
 	struct list_head thaw_reserve;
@@ -577,46 +594,24 @@ static unsigned long vb_spare_pages(unsigned int held)
 }
 
 /**
- * vb_inflate() - inflate the balloon by up to one batch
- * @vb: the balloon.
- * @want: bpages wanted, a multiple of VB_BPAGES_PER_PAGE.
- * @held: bpages in the balloon when @want was computed.
+ * vb_inflate_pages_locked() - hand a batch of allocated pages to the host
+ * @vb: the balloon, running.
+ * @pages: at most VB_BATCH_PFNS bpages' worth; what is not inflated is
+ *	left on it for the caller to free.
  *
- * Pages are allocated before vb->lock is taken: the allocation may compact
- * memory, and compaction migrates balloon pages under vb->lock.
- *
- * Return: bpages inflated; 0 when no memory could be spared, the device
- * is not running or the balloon is being emptied.
+ * Context: vb->lock held.
+ * Return: bpages inflated.
  */
-static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
-			       unsigned int held)
+static unsigned int vb_inflate_pages_locked(struct vb_dev *vb,
+					    struct list_head *pages)
 {
-	unsigned int nr_pages, n = 0, done = 0;
+	unsigned int n = 0, done = 0;
 	struct page *page, *next;
-	LIST_HEAD(pages);
 	LIST_HEAD(sent);
 	int err;
 
-	want = min(want, VB_BATCH_PFNS);
-	nr_pages = min_t(unsigned long, want / VB_BPAGES_PER_PAGE,
-			 vb_spare_pages(held));
-	while (nr_pages--) {
-		page = balloon_page_alloc();
-		if (!page)
-			break;
-		list_add(&page->lru, &pages);
-	}
-
-	mutex_lock(&vb->lock);
-	/*
-	 * Checked again under the lock: the pages were allocated against
-	 * what was free before, and a give-back for a hibernation image may
-	 * have run meanwhile.
-	 */
-	if (vb->state != VB_STATE_RUNNING || vb_emptying(vb) ||
-	    vb->hib_holding)
-		goto out_unlock;
-	list_for_each_entry_safe(page, next, &pages, lru) {
+	lockdep_assert_held(&vb->lock);
+	list_for_each_entry_safe(page, next, pages, lru) {
 		if (vb_add_page_pfns(vb, page, &n))
 			list_move_tail(&page->lru, &sent);
 	}
@@ -632,7 +627,7 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	 */
 	err = n ? vb_send_pfns(vb, vb->vqs[VB_VQ_INFLATE], n) : 0;
 	if (err && err != -ENODEV)
-		list_splice_init(&sent, &pages);
+		list_splice_init(&sent, pages);
 	list_for_each_entry_safe(page, next, &sent, lru) {
 		list_del(&page->lru);
 		balloon_page_enqueue(&vb->b_dev_info, page);
@@ -646,14 +641,67 @@ static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
 	else if (!done)
 		vb->counters[VB_CNT_ALLOC_SHORT]++;
 	vb_write_actual(vb);
-out_unlock:
-	mutex_unlock(&vb->lock);
+	return done;
+}
 
-	/* Left over when the device stopped, or not addressable by a PFN. */
-	list_for_each_entry_safe(page, next, &pages, lru) {
+/* Allocate up to @nr_pages pages for the balloon onto @pages. */
+static void vb_alloc_pages(struct list_head *pages, unsigned long nr_pages)
+{
+	struct page *page;
+
+	while (nr_pages--) {
+		page = balloon_page_alloc();
+		if (!page)
+			break;
+		list_add(&page->lru, pages);
+	}
+}
+
+/* Free what vb_alloc_pages() gave and the balloon did not take. */
+static void vb_put_pages(struct list_head *pages)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, pages, lru) {
 		list_del(&page->lru);
 		put_page(page);
 	}
+}
+
+/**
+ * vb_inflate() - inflate the balloon by up to one batch
+ * @vb: the balloon.
+ * @want: bpages wanted, a multiple of VB_BPAGES_PER_PAGE.
+ * @held: bpages in the balloon when @want was computed.
+ *
+ * Pages are allocated before vb->lock is taken: the allocation may compact
+ * memory, and compaction migrates balloon pages under vb->lock.
+ *
+ * Return: bpages inflated; 0 when no memory could be spared, the device
+ * is not running or the balloon is being emptied.
+ */
+static unsigned int vb_inflate(struct vb_dev *vb, unsigned int want,
+			       unsigned int held)
+{
+	unsigned int done = 0;
+	LIST_HEAD(pages);
+
+	want = min(want, VB_BATCH_PFNS);
+	vb_alloc_pages(&pages, min_t(unsigned long, want / VB_BPAGES_PER_PAGE,
+				     vb_spare_pages(held)));
+
+	mutex_lock(&vb->lock);
+	/*
+	 * Checked again under the lock: the pages were allocated against
+	 * what was free before, and a give-back for a hibernation image may
+	 * have run meanwhile.
+	 */
+	if (vb->state == VB_STATE_RUNNING && !vb_emptying(vb) &&
+	    !vb->hib_holding)
+		done = vb_inflate_pages_locked(vb, &pages);
+	mutex_unlock(&vb->lock);
+	/* Left over when the device stopped, or not addressable by a PFN. */
+	vb_put_pages(&pages);
 	return done;
 }
 
@@ -1614,49 +1662,81 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *     retry. It gives back at most a small budget in all, which also
  *     covers an estimate that fell short; the preallocation's second
  *     stage, which runs memory down on purpose, may use what is left.
+ *     The image writer, in the same task, meets the same lists: its
+ *     pages come back there as its writes complete. So thaw serves it
+ *     again, with a new budget, until PM_POST_HIBERNATION.
  *
  *     The first stage also takes at most the buddy free pages it found
  *     on entry plus what it counts reclaimable (avail_normal), which
  *     neither the shrinker nor a drain raises: the give-back must reach
  *     the buddy lists for that (check (A')).
  *
- * (B) The image write. The copy takes a page for every saveable page S
- *     (with image_size 0 the kernel first shrinks S towards what nothing
- *     can reclaim), and may dip into the atomic reserves; thaw and the
- *     swap writer then need pages above the min watermark:
+ * (B) The image write. The copy takes a page for every saveable page S,
+ *     with GFP_ATOMIC where the preallocation fell short, so it may dip
+ *     under the min watermarks; the snapshot frees nothing, so thaw and
+ *     the swap writer then live on what is left above them
+ *     (vb_hib_write_floor()): the writer's compression buffers and
+ *     threads take about 90 pages per thread (at most three), thaw a few
+ *     pages per virtqueue, and PAGES_FOR_IO (4 MiB) is the kernel's own
+ *     check of the copy. After the copy H - 2 * S - bitmaps pages are
+ *     free, or fewer: copy pages preallocated beyond S stay in use until
+ *     the image is written, so after the preallocation what is free then
+ *     bounds it too (vb_hib_write_short()). Short of it, the copy
+ *     succeeds and thaw finds every zone under its min watermark: queues
+ *     cannot be re-created and the image is not written.
  *
- *	2 * S <= H - R - bitmaps - PAGES_FOR_IO - 4 * reserved_size
+ * The two checks see different images. With image_size 0 the kernel first
+ * asks reclaim for every page it counts reclaimable, and gets between a
+ * tenth and a half of them, depending on swap and on what is dirty; the
+ * preallocation is sized before that, the copy after. So the give-back
+ * comes in two parts. On PM_HIBERNATION_PREPARE the driver reads the
+ * counters (vb_hib_need()), takes S as every page in use, no credit for
+ * reclaim, and gives back (deflates, telling the host, which is the host
+ * that keeps running while the image is made) what (A) and (A') lack,
+ * plus a margin for what user space, still running at that point,
+ * allocates before it is frozen. It then reads the counters again and,
+ * while (A') is still short because the per-CPU lists took part of the
+ * give-back, gives back the shortfall found then, in at most
+ * VB_HIB_PASSES - 1 more passes. At freeze, after the preallocation and
+ * its reclaim, vb_hib_freeze() measures the image: the estimate made at
+ * PM_HIBERNATION_PREPARE, moved by what the counters of pages in use
+ * (the lists reclaim works on, slab, page tables, kernel stacks) moved by
+ * since. The preallocated page frames are in none of those counters. It
+ * then gives back, told while the queues still exist, what (B) lacks for
+ * that image, with a small margin for what the counters miss (vmalloc,
+ * other drivers' freeze callbacks). Those pages are free before the copy
+ * counts what to save, so they cost the image nothing. Where the first
+ * part, with no credit for reclaim, gave back more than (B) needs, it
+ * inflates the surplus again, told, so that what stays given back is
+ * what the write needs.
  *
- *     PAGES_FOR_IO (4 MiB) and reserved_size (1 MiB by default) are the
- *     kernel's own allowance for the writer, its compression buffers and
- *     drivers' thaw allocations. Short of it, the copy succeeds and thaw
- *     finds every zone under its min watermark: the queues cannot be
- *     re-created and the image cannot be written.
- *
- * On PM_HIBERNATION_PREPARE the driver reads the counters both checks use
- * (vb_hib_need()), takes S as every page in use, and gives back (deflates,
- * telling the host, which is the host that keeps running while the image
- * is made) the larger shortfall plus a margin for what user space, still
- * running at that point, allocates before it is frozen; (B) also gets the
- * thaw reserve. It then reads the counters again and, while (A') is still
- * short because the per-CPU lists took part of the give-back, gives back
- * the shortfall found then, in at most VB_HIB_PASSES - 1 more passes. Nothing is inflated again
- * until PM_POST_HIBERNATION, after which the balloon follows the host's
- * target. Ordinary memory pressure never deflates
- * through this path. A reserved_size raised in sysfs is not seen: a
- * module cannot read it.
+ * Nothing else is inflated until PM_POST_HIBERNATION, after which the
+ * balloon follows the host's target. Ordinary memory pressure never
+ * deflates through this path. A reserved_size raised in sysfs is not
+ * seen: a module cannot read it, and (A) assumes the default.
  *
  * The thaw reserve: thaw runs after the snapshot, when the image copy
  * fills memory, and re-creating the queues needs memory. A freeze after
- * such a give-back deflates VB_THAW_RESERVE_PAGES more, told while the
- * queues still exist, and keeps them off the allocator until thaw or
- * restore is about to find the queues again.
+ * such a give-back, or one that finds (B) short, deflates
+ * VB_THAW_RESERVE_PAGES more, told while the queues still exist, and
+ * keeps them off the allocator until thaw or restore is about to find
+ * the queues again.
  */
 #define VB_HIB_IO_PAGES		((4UL << 20) >> PAGE_SHIFT)	/* PAGES_FOR_IO */
 #define VB_HIB_SPARE_PAGES	((1UL << 20) >> PAGE_SHIFT)	/* reserved_size */
 #define VB_THAW_RESERVE_PAGES	((1UL << 20) >> PAGE_SHIFT)
-#define VB_HIB_MARGIN_DIV	20
+/* The margin of (A) and the shrinker's budget, as a share of the image. */
+#define VB_HIB_MARGIN_DIV	40
 #define VB_HIB_PASSES		3
+/*
+ * Above the watermarks after the copy: thaw's allocations and the swap
+ * writer's, and per compression thread its buffers and task.
+ */
+#define VB_HIB_WRITE_PAGES	128
+#define VB_HIB_THREAD_PAGES	96
+/* The margin of (B): what the counters miss, as a share and a floor. */
+#define VB_HIB_WRITE_MARGIN_DIV	256
+#define VB_HIB_WRITE_MARGIN	64
 /* What user space allocates before it is frozen, beyond 1/40 of the image. */
 #define VB_HIB_PREALLOC_SLACK	256
 /* The shrinker: pages per call, and its budget beyond 1/40 of the image. */
@@ -1674,11 +1754,15 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *	the shrinker below makes the preallocation drain them.
  * @reclaimable: pages minimum_image_size() counts as reclaimable:
  *	reclaimable slab and the anon and file LRU lists.
+ * @counted: pages in use that counters track: @reclaimable, the
+ *	unevictable list, unreclaimable slab, page tables and kernel stacks.
+ *	The image moves with it while processes are frozen.
  * @reserve: the zones' min watermarks and lowmem reserves, which no
  *	allocation of the preallocation, the copy or thaw can use; see
  *	vb_hib_zones().
  * @totalreserve: totalreserve_pages, which the preallocation subtracts.
  * @spanned: page frames the snapshot's bitmaps cover.
+ * @cpus: online CPUs, which set the image writer's threads.
  */
 struct vb_hib_mem {
 	unsigned long guest;
@@ -1686,9 +1770,11 @@ struct vb_hib_mem {
 	unsigned long free;
 	unsigned long pcp;
 	unsigned long reclaimable;
+	unsigned long counted;
 	unsigned long reserve;
 	unsigned long totalreserve;
 	unsigned long spanned;
+	unsigned int cpus;
 };
 
 /**
@@ -1696,8 +1782,9 @@ struct vb_hib_mem {
  * @image: the estimated image, every page in use.
  * @prealloc: pages short for the preallocation, checks (A) and (A'),
  *	margin included if asked for.
- * @write: pages short for the copy and the write, check (B), margin and
- *	thaw reserve included if asked for.
+ * @write: pages short for the copy and the write, check (B), for @image;
+ *	logged only: the give-back for it waits for the freeze, which knows
+ *	what reclaim took.
  */
 struct vb_hib_need {
 	unsigned long image;
@@ -1705,23 +1792,72 @@ struct vb_hib_need {
 	unsigned long write;
 };
 
+/* One snapshot bitmap: a bit per page frame, and the radix tree above. */
+static unsigned long vb_hib_bitmap(const struct vb_hib_mem *m)
+{
+	return DIV_ROUND_UP(m->spanned, PAGE_SIZE * 8) + 1;
+}
+
+/*
+ * What the copy of an image of @image pages must leave free: thaw's and
+ * the swap writer's allocations above the min watermarks and lowmem
+ * reserves (128 pages, and 96 for each compression thread: one per CPU
+ * but one, one to three), at least the kernel's own PAGES_FOR_IO, and
+ * the margin of (B) for what the counters miss.
+ */
+static unsigned long vb_hib_write_floor(const struct vb_hib_mem *m,
+					unsigned long image)
+{
+	unsigned long writer = VB_HIB_WRITE_PAGES + VB_HIB_THREAD_PAGES *
+			       (clamp(m->cpus, 2U, 4U) - 1);
+
+	return max(m->reserve + writer, VB_HIB_IO_PAGES) +
+	       image / VB_HIB_WRITE_MARGIN_DIV + VB_HIB_WRITE_MARGIN;
+}
+
 /**
- * vb_hib_need() - pages the guest lacks to make and write its image
+ * vb_hib_write_short() - pages the guest lacks to copy and write an image
+ * @m: the guest's memory, see struct vb_hib_mem.
+ * @image: the image, in pages.
+ * @free: free pages after the preallocation, per-CPU lists included;
+ *	ULONG_MAX before it.
+ *
+ * Check (B) under "Hibernation headroom". The copy takes a page for each
+ * page of the image the preallocation did not take already. Where the
+ * preallocation took more, the rest stays in use until the image is
+ * written: it counts the per-CPU lists' free pages as saveable when it
+ * gives back what it took beyond the image, and a 6.12 guest kept 3,800
+ * such pages. So what is free after the copy is the lesser of what is
+ * free before it and what the image, its copy and the bitmaps leave of H.
+ *
+ * Return: pages short of vb_hib_write_floor(); negative if that many are
+ * to spare.
+ */
+static long vb_hib_write_short(const struct vb_hib_mem *m,
+			       unsigned long image, unsigned long free)
+{
+	long left = (long)(m->guest + m->kernel) -
+		    (long)(2 * image + 5 * vb_hib_bitmap(m));
+
+	return (long)vb_hib_write_floor(m, image) -
+	       min_t(long, left, min_t(unsigned long, free, LONG_MAX));
+}
+
+/**
+ * vb_hib_need() - pages the guest lacks to preallocate its image
  * @m: the guest's memory, see struct vb_hib_mem.
  * @n: filled in, see struct vb_hib_need.
- * @margin: add the margins and the thaw reserve; a later pass, which makes
- *	up only for what the per-CPU lists took of the first, does not.
+ * @margin: add the margin; a later pass, which makes up only for what
+ *	the per-CPU lists took of the first, does not.
  *
  * The image is taken as every page in use, the kernel's own included: an
  * upper bound. With image_size 0 the kernel asks reclaim for what it can
- * get, but how much that is depends on swap and on what is dirty; on a
- * 1 GiB guest it got from 18% to half of the pages it counts reclaimable.
- * Crediting half starved the image writer once (write_page() found no
- * free page even after its I/O completed), and an image larger than the
- * estimate is what makes hibernation fail; giving back a little more than
- * the least that works is the cheaper mistake.
+ * get before it preallocates, but how much that is cannot be known
+ * beforehand; an image larger than the estimate is what makes
+ * hibernation fail, so reclaim is not credited here. What it did take is
+ * known at freeze, where vb_hib_freeze() sizes the rest.
  *
- * Return: pages to give back for both checks under "Hibernation
+ * Return: pages to give back for checks (A) and (A') under "Hibernation
  * headroom" to hold; 0 if they already do.
  */
 static unsigned long vb_hib_need(const struct vb_hib_mem *m,
@@ -1730,18 +1866,11 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	unsigned long have = m->guest + m->kernel;
 	unsigned long free = m->free + m->pcp;
 	unsigned long used = m->guest > free ? m->guest - free : 0;
-	/* One bitmap: a bit per page frame, and the radix tree above it. */
-	unsigned long bm = DIV_ROUND_UP(m->spanned, PAGE_SIZE * 8) + 1;
+	unsigned long bm = vb_hib_bitmap(m);
 	unsigned long want, got, short_a;
 
 	n->image = used + m->kernel;
-	/* (B): the image twice, two bitmaps with their copies. */
-	want = 2 * n->image + 4 * bm + m->reserve + VB_HIB_IO_PAGES +
-	       4 * VB_HIB_SPARE_PAGES;
-	n->write = want <= have ? 0 : want - have;
-	if (n->write && margin)
-		n->write += n->image / VB_HIB_MARGIN_DIV +
-			    VB_THAW_RESERVE_PAGES;
+	n->write = max(vb_hib_write_short(m, n->image, ULONG_MAX), 0L);
 	/*
 	 * (A), both sides doubled: 2 * (free - R - the bitmaps the kernel
 	 * allocates first) >= H - TR + metadata (two bitmaps) +
@@ -1764,9 +1893,9 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	got = 2 * (m->free + m->reclaimable) + m->totalreserve;
 	n->prealloc = max(short_a, want <= got ? 0 : want - got);
 	if (n->prealloc && margin)
-		n->prealloc += n->image / (2 * VB_HIB_MARGIN_DIV) +
+		n->prealloc += n->image / VB_HIB_MARGIN_DIV +
 			       VB_HIB_PREALLOC_SLACK;
-	return max(n->prealloc, n->write);
+	return n->prealloc;
 }
 
 /*
@@ -1815,14 +1944,81 @@ static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
 
 	vb_hib_zones(m);
 	m->guest = totalram_pages();
+	m->cpus = num_online_cpus();
 	m->free = global_zone_page_state(NR_FREE_PAGES);
 	m->reclaimable = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B) +
 			 global_node_page_state(NR_ACTIVE_ANON) +
 			 global_node_page_state(NR_INACTIVE_ANON) +
 			 global_node_page_state(NR_ACTIVE_FILE) +
 			 global_node_page_state(NR_INACTIVE_FILE);
+	m->counted = m->reclaimable +
+		     global_node_page_state(NR_UNEVICTABLE) +
+		     global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +
+		     global_node_page_state(NR_PAGETABLE) +
+		     global_node_page_state(NR_SECONDARY_PAGETABLE) +
+		     (global_node_page_state(NR_KERNEL_STACK_KB) >>
+		      (PAGE_SHIFT - 10));
 	outside = m->guest + READ_ONCE(vb->num_bpages) / VB_BPAGES_PER_PAGE;
 	m->kernel = present > outside ? present - outside : 0;
+}
+
+/*
+ * Deflate, told, @pages for the hibernation image, or the whole balloon if
+ * it holds fewer, and count them. The lock is let go between batches, as
+ * vb_deflate_all_locked() does; @hib_holding keeps the balloon from
+ * refilling meanwhile. Context: vb->lock held. Return: bpages given back.
+ */
+static unsigned int vb_hib_deflate(struct vb_dev *vb, unsigned long pages)
+{
+	unsigned long want;
+	unsigned int done = 0, step;
+
+	lockdep_assert_held(&vb->lock);
+	want = min_t(unsigned long, pages * VB_BPAGES_PER_PAGE, vb->num_bpages);
+	while (done < want && vb->state == VB_STATE_RUNNING) {
+		step = vb_deflate_locked(vb, want - done);
+		if (!step)
+			break;
+		done += step;
+		mutex_unlock(&vb->lock);
+		cond_resched();
+		mutex_lock(&vb->lock);
+	}
+	vb->counters[VB_CNT_HIB_GIVEN] += done;
+	vb->hib_given += done;
+	return done;
+}
+
+/*
+ * Inflate again, told, @pages that were given back for the image and
+ * turned out not to be needed, as far as the guest can spare them now.
+ * The lock is let go for the allocations, as vb_inflate() does. Context:
+ * vb->lock held; users stopped. Return: bpages taken back.
+ */
+static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
+{
+	unsigned int done = 0, step;
+	LIST_HEAD(list);
+
+	lockdep_assert_held(&vb->lock);
+	pages = min_t(unsigned long, pages, vb->hib_given / VB_BPAGES_PER_PAGE);
+	while (done < pages * VB_BPAGES_PER_PAGE &&
+	       vb->state == VB_STATE_RUNNING) {
+		mutex_unlock(&vb->lock);
+		vb_alloc_pages(&list, min_t(unsigned long,
+					    pages - done / VB_BPAGES_PER_PAGE,
+					    VB_BATCH_PFNS / VB_BPAGES_PER_PAGE));
+		mutex_lock(&vb->lock);
+		step = vb->state == VB_STATE_RUNNING ?
+		       vb_inflate_pages_locked(vb, &list) : 0;
+		vb_put_pages(&list);
+		if (!step)
+			break;
+		done += step;
+	}
+	vb->counters[VB_CNT_HIB_TAKEN_BACK] += done;
+	vb->hib_given -= done;
+	return done;
 }
 
 /**
@@ -1845,27 +2041,13 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 				     const struct vb_hib_mem *m,
 				     struct vb_hib_need *n, bool margin)
 {
-	unsigned long need, want;
-	unsigned int done = 0, step;
+	unsigned long need;
+	unsigned int done;
 
 	lockdep_assert_held(&vb->lock);
 	need = div_u64((u64)vb_hib_need(m, n, margin) *
 		       min(READ_ONCE(hib_give_pct), 100U), 100);
-	want = min_t(unsigned long, need * VB_BPAGES_PER_PAGE, vb->num_bpages);
-	/*
-	 * The lock is let go between batches, as vb_deflate_all_locked()
-	 * does; @hib_holding keeps the balloon from refilling meanwhile.
-	 */
-	while (done < want && vb->state == VB_STATE_RUNNING) {
-		step = vb_deflate_locked(vb, want - done);
-		if (!step)
-			break;
-		done += step;
-		mutex_unlock(&vb->lock);
-		cond_resched();
-		mutex_lock(&vb->lock);
-	}
-	vb->counters[VB_CNT_HIB_GIVEN] += done;
+	done = vb_hib_deflate(vb, need);
 	if (done)
 		vb->hib_reserve_armed = vb->num_bpages != 0;
 	return done;
@@ -1873,9 +2055,9 @@ static unsigned int vb_hib_give_back(struct vb_dev *vb,
 
 /*
  * The hibernation shrinker (see "Hibernation headroom"). One serves every
- * device; the last one whose give-back ran on PM_HIBERNATION_PREPARE (a
- * running, non-empty balloon) answers it. It runs
- * in direct reclaim, where vb->lock may be held by a holder that waits for
+ * device; the last one served answers it: on PM_HIBERNATION_PREPARE (a
+ * running, non-empty balloon) or at the thaw that follows. It runs in
+ * direct reclaim, where vb->lock may be held by a holder that waits for
  * the host or allocates (the balloon work, compaction's migration): it
  * only ever tries the locks. A miss reports no progress; the allocator
  * retries reclaim a number of times before it gives up, and the holders
@@ -1940,6 +2122,7 @@ static unsigned long vb_hib_shrink_scan(struct shrinker *shrinker,
 			       VB_BPAGES_PER_PAGE;
 		vb->counters[VB_CNT_HIB_GIVEN] += done * VB_BPAGES_PER_PAGE;
 		vb->counters[VB_CNT_HIB_ON_DEMAND] += done * VB_BPAGES_PER_PAGE;
+		vb->hib_given += done * VB_BPAGES_PER_PAGE;
 		mutex_unlock(&vb->lock);
 		vb->hib_budget -= done;
 		vb->hib_on_demand += done;
@@ -1952,7 +2135,21 @@ static unsigned long vb_hib_shrink_scan(struct shrinker *shrinker,
 	return done;
 }
 
-/* Give the shrinker @budget pages of @vb for the coming preallocation. */
+/*
+ * The shrinker's budget for the preallocation, and again for the write,
+ * of an image of @image pages: 1/40 of it and VB_HIB_SHRINK_BUDGET pages.
+ * With hib_give_pct under 100, which exists to find the least that
+ * works, one batch: enough to have the per-CPU lists drained, but not to
+ * make up for the shortfall.
+ */
+static unsigned long vb_hib_budget(unsigned long image)
+{
+	if (READ_ONCE(hib_give_pct) < 100)
+		return VB_HIB_SHRINK_BATCH;
+	return image / VB_HIB_MARGIN_DIV + VB_HIB_SHRINK_BUDGET;
+}
+
+/* Give the shrinker @budget pages of @vb for the coming allocations. */
 static void vb_hib_serve(struct vb_dev *vb, unsigned long budget)
 {
 	mutex_lock(&vb_hib_mutex);
@@ -1981,7 +2178,7 @@ static void vb_hib_unserve(struct vb_dev *vb)
 	mutex_unlock(&vb_hib_mutex);
 	if (given)
 		dev_info(&vb->vdev->dev,
-			 "hibernation: gave back %lu more pages on demand while the kernel preallocated the image\n",
+			 "hibernation: gave back %lu more pages on demand for the image\n",
 			 given);
 }
 
@@ -1992,18 +2189,16 @@ static void vb_hib_unserve(struct vb_dev *vb)
  * Gives back what vb_hib_need() finds short, then, while the per-CPU
  * lists keep part of it from the buddy lists, that part again (see
  * "Hibernation headroom"); logs the first pass's numbers and the total in
- * one line; and gives the hibernation shrinker its budget: 1/40 of the
- * image and VB_HIB_SHRINK_BUDGET pages. With hib_give_pct under 100, which
- * exists to find the least that works, there is one pass and the
- * shrinker gets one batch, enough to have the per-CPU lists drained but
- * not to make up for the shortfall.
+ * one line; gives the hibernation shrinker its budget (vb_hib_budget());
+ * and has the next freeze measure the image (vb_hib_freeze()). With
+ * hib_give_pct under 100 there is one pass.
  */
 static void vb_hib_prepare(struct vb_dev *vb)
 {
 	unsigned int pct = min(READ_ONCE(hib_give_pct), 100U);
 	struct vb_hib_need first, n;
 	struct vb_hib_mem m, m0;
-	unsigned long budget, need;
+	unsigned long need;
 	unsigned int done, step;
 	int pass;
 
@@ -2014,8 +2209,13 @@ static void vb_hib_prepare(struct vb_dev *vb)
 		return;
 	}
 	vb_hib_mem_read(vb, &m0);
+	vb->hib_given = 0;
 	done = vb_hib_give_back(vb, &m0, &first, true);
-	need = max(first.prealloc, first.write) * pct / 100;
+	/* Given back, the pages are free: they change neither number. */
+	vb->hib_image0 = first.image;
+	vb->hib_counted0 = m0.counted;
+	vb->hib_measure = true;
+	need = first.prealloc * pct / 100;
 	for (pass = 1; pass < VB_HIB_PASSES && pct == 100 && done; pass++) {
 		vb_hib_mem_read(vb, &m);
 		vb_hib_need(&m, &n, false);
@@ -2035,9 +2235,7 @@ static void vb_hib_prepare(struct vb_dev *vb)
 		 need * VB_BPAGES_PER_PAGE > done && !vb->num_bpages ?
 		 " (even an empty balloon may not be enough)" : "");
 	mutex_unlock(&vb->lock);
-	budget = pct < 100 ? VB_HIB_SHRINK_BATCH :
-		 first.image / (2 * VB_HIB_MARGIN_DIV) + VB_HIB_SHRINK_BUDGET;
-	vb_hib_serve(vb, budget);
+	vb_hib_serve(vb, vb_hib_budget(first.image));
 }
 
 static int vb_hib_shrinker_init(void)
@@ -2063,17 +2261,81 @@ static void vb_hib_shrinker_exit(void)
  * Take the thaw reserve (see "Hibernation headroom"): deflate, told, and
  * hold the pages. Context: vb->lock held; users stopped, queues present.
  */
-static void vb_thaw_reserve_take(struct vb_dev *vb)
+static unsigned int vb_thaw_reserve_take(struct vb_dev *vb)
 {
 	unsigned int done;
 
 	lockdep_assert_held(&vb->lock);
 	if (!vb->hib_reserve_armed)
-		return;
+		return 0;
 	vb->hib_reserve_armed = false;
 	done = vb_deflate_take_locked(vb, VB_THAW_RESERVE_PAGES *
 				      VB_BPAGES_PER_PAGE, &vb->thaw_reserve);
 	vb->counters[VB_CNT_HIB_GIVEN] += done;
+	vb->hib_given += done;
+	return done;
+}
+
+/**
+ * vb_hib_freeze() - give back, at freeze, what the image write lacks
+ * @vb: the balloon, its users stopped and its queues still there.
+ *
+ * The first freeze after PM_HIBERNATION_PREPARE comes after the kernel
+ * preallocated the image and reclaimed what it could. Measures the image
+ * then (see "Hibernation headroom"), takes the thaw reserve if the write
+ * is tight, and deflates, told, what check (B) lacks, or inflates again,
+ * told, what was given back for this image beyond it; hib_give_pct
+ * applies to all given back for this image. Logs one line. Other freezes
+ * only take a thaw reserve still armed.
+ *
+ * Context: vb->lock held; let go of between batches.
+ */
+static void vb_hib_freeze(struct vb_dev *vb)
+{
+	unsigned int pct = min(READ_ONCE(hib_give_pct), 100U);
+	unsigned long image, given, total;
+	unsigned int done = 0, taken = 0;
+	struct vb_hib_mem m;
+	long moved, short_by;
+
+	lockdep_assert_held(&vb->lock);
+	if (vb->state != VB_STATE_RUNNING)
+		return;
+	if (!vb->hib_measure) {
+		vb_thaw_reserve_take(vb);
+		return;
+	}
+	vb->hib_measure = false;
+	vb_hib_mem_read(vb, &m);
+	moved = (long)(m.counted - vb->hib_counted0);
+	image = moved < 0 && -moved > vb->hib_image0 ? 0 :
+		vb->hib_image0 + moved;
+	if (vb_hib_write_short(&m, image, m.free + m.pcp) > 0 &&
+	    vb->num_bpages)
+		vb->hib_reserve_armed = true;
+	/* Untracked like the preallocation, but copied into the image. */
+	if (vb_thaw_reserve_take(vb)) {
+		image += VB_THAW_RESERVE_PAGES;
+		vb_hib_mem_read(vb, &m);
+	}
+	short_by = vb_hib_write_short(&m, image, m.free + m.pcp);
+	given = vb->hib_given / VB_BPAGES_PER_PAGE;
+	total = (long)given + short_by > 0 ? given + short_by : 0;
+	total = div_u64((u64)total * pct, 100);
+	if (total > given)
+		done = vb_hib_deflate(vb, total - given);
+	else if (total < given)
+		taken = vb_hib_take_back(vb, given - total);
+	dev_info(&vb->vdev->dev,
+		 "hibernation: at freeze the image is ~%lu pages (%+ld since the estimate), guest %lu+%lu pages, %lu+%lu free, reserve %lu, %ld pages %s for the write: %s %u%s, %u in all%s\n",
+		 image, moved, m.guest, m.kernel, m.free, m.pcp, m.reserve,
+		 short_by > 0 ? short_by : -short_by,
+		 short_by > 0 ? "short" : "spare",
+		 taken ? "took back" : "gave back",
+		 (taken ?: done) / VB_BPAGES_PER_PAGE, taken ? "" : " more",
+		 vb->hib_given / VB_BPAGES_PER_PAGE,
+		 total > given + done / VB_BPAGES_PER_PAGE && !vb->num_bpages ?
+		 " (even an empty balloon may not be enough)" : "");
 }
 
 /**
@@ -2142,6 +2404,7 @@ static int vb_pm_notify(struct notifier_block *nb, unsigned long event,
 		mutex_lock(&vb->lock);
 		vb->hib_holding = false;
 		vb->hib_reserve_armed = false;
+		vb->hib_measure = false;
 		/* Told at freeze; left over if no thaw or restore took it. */
 		vb_thaw_reserve_release(vb);
 		mutex_unlock(&vb->lock);
@@ -2355,9 +2618,8 @@ static int vb_freeze(struct virtio_device *vdev)
 	/* The users are stopped: nothing refills it meanwhile. */
 	if (vb->state == VB_STATE_RUNNING && vb->handing_back)
 		vb_deflate_all_locked(vb);
-	/* After a give-back for the image; a failed request breaks it. */
-	if (vb->state == VB_STATE_RUNNING)
-		vb_thaw_reserve_take(vb);
+	/* After the image's preallocation; a failed request breaks it. */
+	vb_hib_freeze(vb);
 	if (vb->state == VB_STATE_RUNNING) {
 		vb_del_vqs(vb);
 		vb_set_state(vb, VB_STATE_FROZEN);
@@ -2388,7 +2650,10 @@ static int vb_restore(struct virtio_device *vdev)
 	const char *what = restoring ? "restore" : "thaw";
 	ktime_t start = ktime_get();
 	unsigned int held, noreclaim;
+	unsigned long image;
+	struct vb_hib_mem m;
 	const char *step;
+	bool writing;
 	int err;
 
 	vb->pm_restoring = false;
@@ -2398,6 +2663,15 @@ static int vb_restore(struct virtio_device *vdev)
 		dev_err(&vdev->dev, "%s: device was not frozen (state %s)\n",
 			what, vb_state_names[vb->state]);
 		return -EINVAL;
+	}
+	/* Thaw after a snapshot: what the copy left for thaw and the write. */
+	writing = !restoring && vb->hib_holding;
+	image = vb->hib_image0;
+	if (writing) {
+		vb_hib_mem_read(vb, &m);
+		dev_info(&vdev->dev,
+			 "thaw: %lu+%lu pages free after the image copy, reserve %lu\n",
+			 m.free, m.pcp, m.reserve);
 	}
 	/*
 	 * Told at freeze: the queues' memory is ours whatever thaw finds.
@@ -2442,6 +2716,14 @@ static int vb_restore(struct virtio_device *vdev)
 			 "%s: callback done in %lld us; dropping %u MiB in the background\n",
 			 what, ktime_us_delta(ktime_get(), start),
 			 held / VB_BPAGES_PER_MB);
+	/*
+	 * The image writer's pages come back to the per-CPU lists as its
+	 * writes complete, where the allocator's watermark checks do not see
+	 * them (see "Hibernation headroom"): serve it as the preallocation
+	 * was served, until PM_POST_HIBERNATION.
+	 */
+	if (writing)
+		vb_hib_serve(vb, vb_hib_budget(image));
 	return 0;
 
 err_broken:
