@@ -291,6 +291,9 @@ class Runner:
                 t0 = time.monotonic()
                 try:
                     m = job() or {}
+                except SystemExit as e:     # e.g. no module for the guest
+                    self.record(label, False, str(e))
+                    m = {}
                 except Exception:                        # harness bug
                     self.record(label, False, traceback.format_exc())
                     m = {}
