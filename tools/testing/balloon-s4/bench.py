@@ -242,7 +242,7 @@ def _given_back(g, driver, reached_mb):
     if driver != "ours":
         return int(reached_mb * MiB // PAGE)
     m = scenarios.gave_back(g.console_text())
-    return m["given"] + m["on_demand"] if m else 0
+    return m["total"] if m else 0
 
 
 # (key, label, unit, better): better is "high" or "low".

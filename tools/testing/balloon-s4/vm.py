@@ -622,9 +622,10 @@ class Guest:
     def need_to_copy(self, run=None):
         """Pages the kernel put in the image written during QEMU run @run.
 
-        7.x prints "Need to copy" only with pm_debug_messages; there the
-        count the swap writer logs (the same pages plus the image's few
-        metadata pages) stands in for it.
+        7.x prints "Need to copy" only with pm_debug_messages and the
+        console at loglevel 8 (the s13 scenarios set both); without them
+        the count the swap writer logs stands in for it: the same pages
+        less 6.12's zero pages, plus the image's few metadata pages.
         """
         text = self.console_text(run)
         m = re.findall(r"Need to copy (\d+) pages", text) or \
