@@ -25,12 +25,13 @@
  * Hibernation
  * -----------
  * Ballooned pages are PageOffline, so the snapshot leaves them out and the
- * image only holds what the guest uses. freeze therefore does not deflate:
- * asking the host for memory only to drop it again costs a round trip per
- * batch and makes the host back the whole balloon while the image is being
- * written. freeze stops every user of the virtqueues (balloon work, stats
- * work, free page reporting, the OOM notifier, migration), resets the device
- * and deletes the queues.
+ * image only holds what the guest uses. freeze therefore does not empty the
+ * balloon: asking the host for memory only to drop it again costs a round
+ * trip per batch and makes the host back the whole balloon while the image
+ * is being written. It gives back only what the image needs (see
+ * "Hibernation headroom"). freeze stops every user of the virtqueues
+ * (balloon work, stats work, free page reporting, the OOM notifier,
+ * migration), resets the device and deletes the queues.
  *
  * On thaw the queues come back and the balloon is kept. On restore the
  * balloon is dropped: every ballooned page goes back to the page allocator
@@ -295,12 +296,13 @@ static const char * const vb_counter_names[VB_CNT_NR] = {
  *	protected by @lock.
  * @pm_nb: PM notifier, see "Hibernation" at the top.
  * @hib_holding: between PM_HIBERNATION_PREPARE and PM_POST_HIBERNATION:
- *	inflate nothing, so what vb_hib_give_back() returned stays with the
- *	guest until the image is written or hibernation fails; protected by
- *	@lock.
+ *	the balloon work inflates nothing, so what was given back for the
+ *	image stays with the guest until the image is written or
+ *	hibernation fails (only vb_hib_freeze() takes back a surplus);
+ *	protected by @lock.
  * @hib_reserve_armed: the next freeze takes the thaw reserve; set by
- *	vb_hib_give_back() or vb_hib_freeze() for a tight guest; protected
- *	by @lock.
+ *	vb_hib_give_back(), then decided by vb_hib_freeze(); protected by
+ *	@lock.
  * @hib_measure: the next freeze measures the image and gives back what
  *	its write lacks (vb_hib_freeze()); set by vb_hib_prepare(), cleared
  *	by that freeze and PM_POST_HIBERNATION; protected by @lock.
@@ -1676,9 +1678,10 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *     under the min watermarks; the snapshot frees nothing, so thaw and
  *     the swap writer then live on what is left above them
  *     (vb_hib_write_floor()): the writer's compression buffers and
- *     threads take about 90 pages per thread (at most three), thaw a few
- *     pages per virtqueue, and PAGES_FOR_IO (4 MiB) is the kernel's own
- *     check of the copy. After the copy H - 2 * S - bitmaps pages are
+ *     threads take about 90 pages per thread (at most three by default),
+ *     thaw a few pages per virtqueue, the queue pairs of multiqueue
+ *     devices growing with the CPUs, and PAGES_FOR_IO (4 MiB) is the
+ *     kernel's own check of the copy. After the copy H - 2 * S - bitmaps pages are
  *     free, or fewer: copy pages preallocated beyond S stay in use until
  *     the image is written, so after the preallocation what is free then
  *     bounds it too (vb_hib_write_short()). Short of it, the copy
@@ -1734,6 +1737,12 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  */
 #define VB_HIB_WRITE_PAGES	128
 #define VB_HIB_THREAD_PAGES	96
+/*
+ * Per CPU, for the queues multiqueue devices re-create at thaw: a 256-entry
+ * split vring takes 3 pages, virtio-blk one per CPU, virtio-net two (its
+ * receive refill tolerates failure).
+ */
+#define VB_HIB_CPU_PAGES	8
 /* The margin of (B): what the counters miss, as a share and a floor. */
 #define VB_HIB_WRITE_MARGIN_DIV	256
 #define VB_HIB_WRITE_MARGIN	64
@@ -1754,9 +1763,11 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *	the shrinker below makes the preallocation drain them.
  * @reclaimable: pages minimum_image_size() counts as reclaimable:
  *	reclaimable slab and the anon and file LRU lists.
- * @counted: pages in use that counters track: @reclaimable, the
- *	unevictable list, unreclaimable slab, page tables and kernel stacks.
- *	The image moves with it while processes are frozen.
+ * @zspages: pages of the zsmalloc pool, where zswap keeps what reclaim
+ *	swapped.
+ * @counted: pages in use that counters track: @reclaimable, @zspages,
+ *	the unevictable list, unreclaimable slab, page tables and kernel
+ *	stacks. The image moves with it while processes are frozen.
  * @reserve: the zones' min watermarks and lowmem reserves, which no
  *	allocation of the preallocation, the copy or thaw can use; see
  *	vb_hib_zones().
@@ -1770,6 +1781,7 @@ struct vb_hib_mem {
 	unsigned long free;
 	unsigned long pcp;
 	unsigned long reclaimable;
+	unsigned long zspages;
 	unsigned long counted;
 	unsigned long reserve;
 	unsigned long totalreserve;
@@ -1801,15 +1813,17 @@ static unsigned long vb_hib_bitmap(const struct vb_hib_mem *m)
 /*
  * What the copy of an image of @image pages must leave free: thaw's and
  * the swap writer's allocations above the min watermarks and lowmem
- * reserves (128 pages, and 96 for each compression thread: one per CPU
- * but one, one to three), at least the kernel's own PAGES_FOR_IO, and
- * the margin of (B) for what the counters miss.
+ * reserves (128 pages, 8 per CPU, and 96 for each compression thread:
+ * one per CPU but one, one to three unless 7.x's
+ * hibernate_compression_threads= says otherwise), at least the kernel's
+ * own PAGES_FOR_IO, and the margin of (B) for what the counters miss.
  */
 static unsigned long vb_hib_write_floor(const struct vb_hib_mem *m,
 					unsigned long image)
 {
-	unsigned long writer = VB_HIB_WRITE_PAGES + VB_HIB_THREAD_PAGES *
-			       (clamp(m->cpus, 2U, 4U) - 1);
+	unsigned long writer = VB_HIB_WRITE_PAGES +
+			       VB_HIB_CPU_PAGES * m->cpus +
+			       VB_HIB_THREAD_PAGES * (clamp(m->cpus, 2U, 4U) - 1);
 
 	return max(m->reserve + writer, VB_HIB_IO_PAGES) +
 	       image / VB_HIB_WRITE_MARGIN_DIV + VB_HIB_WRITE_MARGIN;
@@ -1912,6 +1926,8 @@ static void vb_hib_zones(struct vb_hib_mem *m)
 	int nid, z, j, cpu;
 
 	m->pcp = 0;
+	m->free = 0;
+	m->zspages = 0;
 	m->reserve = 0;
 	m->spanned = 0;
 	m->totalreserve = 0;
@@ -1922,6 +1938,10 @@ static void vb_hib_zones(struct vb_hib_mem *m)
 			if (!populated_zone(zone))
 				continue;
 			m->spanned += zone->spanned_pages;
+			m->free += zone_page_state_snapshot(zone, NR_FREE_PAGES);
+#if IS_ENABLED(CONFIG_ZSMALLOC)
+			m->zspages += zone_page_state_snapshot(zone, NR_ZSPAGES);
+#endif
 			res = 0;
 			for (j = z; j < MAX_NR_ZONES; j++)
 				res = max_t(unsigned long, res,
@@ -1937,6 +1957,23 @@ static void vb_hib_zones(struct vb_hib_mem *m)
 	}
 }
 
+/*
+ * A node statistic with what the CPUs have not yet folded into it: each
+ * may hold up to its threshold per item, which on a guest with many CPUs
+ * adds up to thousands of pages over the items the image is measured by.
+ */
+static unsigned long vb_node_stat(enum node_stat_item item)
+{
+	long x = global_node_page_state_pages(item);
+	int nid, cpu;
+
+	for_each_online_node(nid)
+		for_each_online_cpu(cpu)
+			x += per_cpu_ptr(NODE_DATA(nid)->per_cpu_nodestats,
+					 cpu)->vm_node_stat_diff[item];
+	return x > 0 ? x : 0;
+}
+
 /* Read the counters vb_hib_need() works from. */
 static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
 {
@@ -1945,19 +1982,18 @@ static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
 	vb_hib_zones(m);
 	m->guest = totalram_pages();
 	m->cpus = num_online_cpus();
-	m->free = global_zone_page_state(NR_FREE_PAGES);
-	m->reclaimable = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B) +
-			 global_node_page_state(NR_ACTIVE_ANON) +
-			 global_node_page_state(NR_INACTIVE_ANON) +
-			 global_node_page_state(NR_ACTIVE_FILE) +
-			 global_node_page_state(NR_INACTIVE_FILE);
-	m->counted = m->reclaimable +
-		     global_node_page_state(NR_UNEVICTABLE) +
-		     global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +
-		     global_node_page_state(NR_PAGETABLE) +
-		     global_node_page_state(NR_SECONDARY_PAGETABLE) +
-		     (global_node_page_state(NR_KERNEL_STACK_KB) >>
-		      (PAGE_SHIFT - 10));
+	m->reclaimable = vb_node_stat(NR_SLAB_RECLAIMABLE_B) +
+			 vb_node_stat(NR_ACTIVE_ANON) +
+			 vb_node_stat(NR_INACTIVE_ANON) +
+			 vb_node_stat(NR_ACTIVE_FILE) +
+			 vb_node_stat(NR_INACTIVE_FILE);
+	/* Reclaim may swap to zswap, whose pool grows as the lists shrink. */
+	m->counted = m->reclaimable + m->zspages +
+		     vb_node_stat(NR_UNEVICTABLE) +
+		     vb_node_stat(NR_SLAB_UNRECLAIMABLE_B) +
+		     vb_node_stat(NR_PAGETABLE) +
+		     vb_node_stat(NR_SECONDARY_PAGETABLE) +
+		     (vb_node_stat(NR_KERNEL_STACK_KB) >> (PAGE_SHIFT - 10));
 	outside = m->guest + READ_ONCE(vb->num_bpages) / VB_BPAGES_PER_PAGE;
 	m->kernel = present > outside ? present - outside : 0;
 }
@@ -1991,25 +2027,47 @@ static unsigned int vb_hib_deflate(struct vb_dev *vb, unsigned long pages)
 
 /*
  * Inflate again, told, @pages that were given back for the image and
- * turned out not to be needed, as far as the guest can spare them now.
- * The lock is let go for the allocations, as vb_inflate() does. Context:
- * vb->lock held; users stopped. Return: bpages taken back.
+ * turned out not to be needed, as far as the guest can spare them now,
+ * the host's target allows (it may have lowered it since) and no drop is
+ * owed. The lock is let go for the allocations, as vb_inflate() does.
+ * Context: vb->lock held; users stopped. Return: bpages taken back.
  */
 static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
 {
-	unsigned int done = 0, step;
+	unsigned int done = 0, step, target;
+	unsigned long want, room;
+	struct page *page, *next;
 	LIST_HEAD(list);
 
 	lockdep_assert_held(&vb->lock);
 	pages = min_t(unsigned long, pages, vb->hib_given / VB_BPAGES_PER_PAGE);
-	while (done < pages * VB_BPAGES_PER_PAGE &&
-	       vb->state == VB_STATE_RUNNING) {
+	for (;;) {
+		/* Never past the host's target, nor with a drop owed. */
+		target = vb_target(vb);
+		want = min_t(unsigned long, pages - done / VB_BPAGES_PER_PAGE,
+			     target > vb->num_bpages ?
+			     (target - vb->num_bpages) / VB_BPAGES_PER_PAGE : 0);
+		if (!want || vb->state != VB_STATE_RUNNING || vb_emptying(vb))
+			break;
 		mutex_unlock(&vb->lock);
-		vb_alloc_pages(&list, min_t(unsigned long,
-					    pages - done / VB_BPAGES_PER_PAGE,
+		vb_alloc_pages(&list, min_t(unsigned long, want,
 					    VB_BATCH_PFNS / VB_BPAGES_PER_PAGE));
 		mutex_lock(&vb->lock);
-		step = vb->state == VB_STATE_RUNNING ?
+		/* The target may have fallen while the lock was let go. */
+		target = vb_target(vb);
+		room = target > vb->num_bpages ?
+		       (target - vb->num_bpages) / VB_BPAGES_PER_PAGE : 0;
+		list_for_each_entry_safe(page, next, &list, lru) {
+			if (room) {
+				room--;
+				continue;
+			}
+			list_del(&page->lru);
+			put_page(page);
+		}
+		if (list_empty(&list))
+			break;
+		step = vb->state == VB_STATE_RUNNING && !vb_emptying(vb) ?
 		       vb_inflate_pages_locked(vb, &list) : 0;
 		vb_put_pages(&list);
 		if (!step)
@@ -2163,7 +2221,8 @@ static void vb_hib_serve(struct vb_dev *vb, unsigned long budget)
  * Called at every freeze and at PM_POST_HIBERNATION, whichever comes
  * first, and on remove; takes no vb->lock (see vb_hib_mutex). A second
  * image made through /dev/snapshot after SNAPSHOT_FREE, with no new
- * PM_HIBERNATION_PREPARE, is therefore not served.
+ * PM_HIBERNATION_PREPARE, is therefore served only with what the thaw's
+ * budget left, and not measured at freeze.
  */
 static void vb_hib_unserve(struct vb_dev *vb)
 {
@@ -2283,8 +2342,9 @@ static unsigned int vb_thaw_reserve_take(struct vb_dev *vb)
  * The first freeze after PM_HIBERNATION_PREPARE comes after the kernel
  * preallocated the image and reclaimed what it could. Measures the image
  * then (see "Hibernation headroom"), takes the thaw reserve if the write
- * is tight, and deflates, told, what check (B) lacks, or inflates again,
- * told, what was given back for this image beyond it; hib_give_pct
+ * ends at its floor, and deflates, told, what check (B) lacks, or
+ * inflates again, told, what was given back for this image beyond it
+ * (as far as the host's target allows); hib_give_pct
  * applies to all given back for this image. Logs one line. Other freezes
  * only take a thaw reserve still armed.
  *
@@ -2310,9 +2370,15 @@ static void vb_hib_freeze(struct vb_dev *vb)
 	moved = (long)(m.counted - vb->hib_counted0);
 	image = moved < 0 && -moved > vb->hib_image0 ? 0 :
 		vb->hib_image0 + moved;
-	if (vb_hib_write_short(&m, image, m.free + m.pcp) > 0 &&
-	    vb->num_bpages)
-		vb->hib_reserve_armed = true;
+	/*
+	 * Thaw will be tight wherever the write ends at its floor: when it
+	 * is found short, and when the take-back keeps part of what was
+	 * given. Where everything given can be taken back, or nothing was
+	 * needed, it has room and gets no reserve.
+	 */
+	vb->hib_reserve_armed = vb->num_bpages &&
+		(long)(vb->hib_given / VB_BPAGES_PER_PAGE) +
+		vb_hib_write_short(&m, image, m.free + m.pcp) > 0;
 	/* Untracked like the preallocation, but copied into the image. */
 	if (vb_thaw_reserve_take(vb)) {
 		image += VB_THAW_RESERVE_PAGES;
@@ -2653,7 +2719,7 @@ static int vb_restore(struct virtio_device *vdev)
 	unsigned long image;
 	struct vb_hib_mem m;
 	const char *step;
-	bool writing;
+	bool thawing;
 	int err;
 
 	vb->pm_restoring = false;
@@ -2664,22 +2730,26 @@ static int vb_restore(struct virtio_device *vdev)
 			what, vb_state_names[vb->state]);
 		return -EINVAL;
 	}
-	/* Thaw after a snapshot: what the copy left for thaw and the write. */
-	writing = !restoring && vb->hib_holding;
+	/*
+	 * A thaw in a hibernation, most often after the image copy: what is
+	 * left for thaw and the write. The same holds for a thaw after a
+	 * failure, or after pm_test, where nothing is written.
+	 */
+	thawing = !restoring && vb->hib_holding;
 	image = vb->hib_image0;
-	if (writing) {
+	if (thawing) {
 		vb_hib_mem_read(vb, &m);
-		dev_info(&vdev->dev,
-			 "thaw: %lu+%lu pages free after the image copy, reserve %lu\n",
+		dev_info(&vdev->dev, "thaw: %lu+%lu pages free, reserve %lu\n",
 			 m.free, m.pcp, m.reserve);
 	}
 	/*
 	 * Told at freeze: the queues' memory is ours whatever thaw finds.
 	 * The image copy may have left every zone under its min watermark,
 	 * where GFP_KERNEL fails however much is freed: the queues are then
-	 * allocated past the watermarks, from the pages just released.
+	 * allocated past the watermarks, which the pages just released make
+	 * up for.
 	 */
-	if (vb_thaw_reserve_release(vb)) {
+	if (vb_thaw_reserve_release(vb) && !restoring) {
 		noreclaim = memalloc_noreclaim_save();
 		err = vb_init_vqs(vb);
 		memalloc_noreclaim_restore(noreclaim);
@@ -2722,7 +2792,7 @@ static int vb_restore(struct virtio_device *vdev)
 	 * them (see "Hibernation headroom"): serve it as the preallocation
 	 * was served, until PM_POST_HIBERNATION.
 	 */
-	if (writing)
+	if (thawing)
 		vb_hib_serve(vb, vb_hib_budget(image));
 	return 0;
 

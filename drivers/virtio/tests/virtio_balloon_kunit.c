@@ -97,6 +97,7 @@ struct vbt_host {
 	unsigned int nr_stats;
 	unsigned int del_vqs_calls;
 	unsigned long find_vqs_totalram;	/* totalram_pages() at find_vqs */
+	bool find_vqs_memalloc;		/* PF_MEMALLOC set at find_vqs */
 };
 
 static struct vbt_host *vbt_host(struct virtio_device *vdev)
@@ -287,6 +288,7 @@ static int vbt_find_vqs(struct virtio_device *vdev, unsigned int nvqs,
 	unsigned int i, q = 0;
 
 	h->find_vqs_totalram = totalram_pages();
+	h->find_vqs_memalloc = current->flags & PF_MEMALLOC;
 	if (h->fail_find_vqs)
 		return -ENOMEM;
 	for (i = 0; i < nvqs; i++) {
@@ -1648,8 +1650,9 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	 * 256; its first stage's cap, 11000 + 24 + 2048 = 13072 against
 	 * 2 * (buddy free 1500 + reclaimable 3000) + 800, is shorter. The
 	 * write, logged only: 2 * 9000 + five bitmaps 10 + PAGES_FOR_IO
-	 * 1024 (more than reserve 500 + one writer thread's 224) + 1/256 of
-	 * the image 35 + 64 = 19133 against the 11000 outside the balloon.
+	 * 1024 (more than reserve 500 + 128 + 8 per CPU + one writer
+	 * thread's 96) + 1/256 of the image 35 + 64 = 19133 against the
+	 * 11000 outside the balloon.
 	 */
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &n, true),
 			9272UL + 9000 / 40 + 256);
@@ -1698,24 +1701,24 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	/*
 	 * The write just met, and one page short of it, with the
 	 * preallocation out of the way: image 6000, 12000 + 10 + reserve +
-	 * 224 + 23 + 64 against 21000. It is left to the freeze.
+	 * 240 + 23 + 64 against 21000. It is left to the freeze.
 	 */
 	m.free = 15000;
-	m.reserve = 8679;
+	m.reserve = 8663;
 	m.totalreserve = 100000;
 	KUNIT_EXPECT_EQ(test, vb_hib_need(&m, &n, true), 0UL);
 	KUNIT_EXPECT_EQ(test, n.image, 6000UL);
 	KUNIT_EXPECT_EQ(test, n.write, 0UL);
 	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 0L);
-	m.reserve = 8680;
+	m.reserve = 8664;
 	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 1L);
-	/* Three writer threads from four CPUs on: 2 * 96 pages more. */
+	/* Eight CPUs: 6 * 8 pages more, and three writer threads, 2 * 96. */
 	m.cpus = 8;
-	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 193L);
+	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 241L);
 	m.cpus = 2;
 	/*
 	 * After the preallocation, what is free may bind instead: the floor
-	 * 8680 + 224 + 23 + 64 = 8991 against 600 or 8000 free; with more
+	 * 8664 + 240 + 23 + 64 = 8991 against 600 or 8000 free; with more
 	 * free than the 8990 the image leaves, the image binds again.
 	 */
 	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, 600), 8391L);
@@ -1894,8 +1897,11 @@ static void vbt_hib_arm(struct vb_dev *vb, unsigned long image,
  * image and gives back, told, what its write lacks. An image as large as
  * the guest takes the whole balloon, the thaw reserve first; one that
  * reclaim emptied takes nothing, and no reserve either; what was given
- * back before it is taken back. Either way the host and the guest agree,
- * and the balloon refills after PM_POST_HIBERNATION.
+ * back before it is taken back, up to the host's target, with the
+ * reserve held for thaw. Either way the
+ * host and the guest agree, and the balloon refills after
+ * PM_POST_HIBERNATION. Assumes the test kernel has some hundreds of pages
+ * free beyond what (B) asks for an empty image.
  */
 static void vb_test_hib_freeze_measures(struct kunit *test)
 {
@@ -1938,7 +1944,8 @@ static void vb_test_hib_freeze_measures(struct kunit *test)
 
 	/*
 	 * 300 pages given back before the preallocation that the image
-	 * turned out not to need: the freeze inflates them again, told.
+	 * turned out not to need: the freeze inflates them again, told, and
+	 * with that much room left, takes no thaw reserve.
 	 */
 	vbt_hib_arm(vb, 1000, 1000000);
 	mutex_lock(&vb->lock);
@@ -1952,9 +1959,90 @@ static void vb_test_hib_freeze_measures(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb->hib_given, 0);
 	KUNIT_EXPECT_EQ(test, vb->counters[VB_CNT_HIB_TAKEN_BACK],
 			300UL * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
 	KUNIT_EXPECT_EQ(test, totalram_pages(), total);
 	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_settle(h);
+
+	/* The host lowered its target meanwhile: never inflate past it. */
+	vbt_hib_arm(vb, 1000, 1000000);
+	mutex_lock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, vb_hib_deflate(vb, 300), 300 * VB_BPAGES_PER_PAGE);
+	mutex_unlock(&vb->lock);
+	vbt_set_target(h, 800 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 700 * VB_BPAGES_PER_PAGE);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_EQ(test, vb->num_bpages, 800 * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 800UL * VB_BPAGES_PER_PAGE);
+	KUNIT_EXPECT_EQ(test, vb->hib_given, 200 * VB_BPAGES_PER_PAGE);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_settle(h);
+
+	/* Nothing is taken back while a restore's drop is owed. */
+	mutex_lock(&vb->lock);
+	vb->hib_holding = true;
+	mutex_unlock(&vb->lock);
+	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
+	KUNIT_ASSERT_EQ(test, vb->num_bpages, 800 * VB_BPAGES_PER_PAGE);
+	mutex_lock(&vb->lock);
+	vb->hib_given = 100 * VB_BPAGES_PER_PAGE;
+	vb->drop_owed = true;
+	KUNIT_EXPECT_EQ(test, vb_hib_take_back(vb, 100), 0U);
+	vb->drop_owed = false;
+	KUNIT_EXPECT_EQ(test, vb_hib_take_back(vb, 100),
+			100 * VB_BPAGES_PER_PAGE);
+	mutex_unlock(&vb->lock);
+	KUNIT_EXPECT_EQ(test, vbt_held(h), 900UL * VB_BPAGES_PER_PAGE);
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+}
+
+/*
+ * Issue 15: a thaw in a hibernation serves the hibernation shrinker for
+ * the image writer, with a new budget, until PM_POST_HIBERNATION or the
+ * next freeze; a restore does not.
+ */
+static void vb_test_hib_thaw_serves_writer(struct kunit *test)
+{
+	struct vbt_host *h = vbt_probe(test, 0);
+	struct vb_dev *vb = vbt_vb(h);
+
+	KUNIT_ASSERT_EQ(test, hib_give_pct, 100U);
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
+	vbt_hib_arm(vb, 4000, 1000000);
+	/* The preallocation's service ends at freeze... */
+	vb_hib_serve(vb, 100);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
+	/* ...and the writer's begins at thaw. */
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, vb);
+	KUNIT_EXPECT_EQ(test, vb->hib_budget,
+			4000 / VB_HIB_MARGIN_DIV + VB_HIB_SHRINK_BUDGET);
+	/* The power-off freeze after the write ends it. */
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
+	/* Restored from the image: not the writer's thaw. */
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, true, 0), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	vbt_finish_drop(test, h);
+
+	/* A thaw, then PM_POST_HIBERNATION ends it. */
+	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
+	vbt_hib_arm(vb, 4000, 1000000);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, vb);
+	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
+	KUNIT_EXPECT_EQ(test, vb->hib_budget, 0UL);
+
+	/* Outside a hibernation, a thaw serves nothing. */
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
 }
 
 /* What the hibernation shrinker tells a task other than the test's. */
@@ -2180,17 +2268,34 @@ static void vb_test_thaw_reserve(struct kunit *test)
 	h->find_vqs_totalram = 0;
 	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, h->find_vqs_totalram, total + res);
+	/* Past the watermarks, from the pages just released... */
+	KUNIT_EXPECT_TRUE(test, h->find_vqs_memalloc);
+	KUNIT_EXPECT_FALSE(test, current->flags & PF_MEMALLOC);
 	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
 
-	/* A second freeze in the same hibernation takes no more. */
+	/* A second freeze in the same hibernation takes no more... */
 	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, left);
 	KUNIT_ASSERT_EQ(test, virtio_device_restore(&h->vdev), 0);
+	/* ...and with nothing released, the queues obey the watermarks. */
+	KUNIT_EXPECT_FALSE(test, h->find_vqs_memalloc);
 
 	vb_pm_notify(&vb->pm_nb, PM_POST_HIBERNATION, NULL);
 	vbt_settle(h);
 	KUNIT_EXPECT_EQ(test, vb->num_bpages, 1000 * VB_BPAGES_PER_PAGE);
+
+	/* A restore releases a held reserve too, within the watermarks. */
+	mutex_lock(&vb->lock);
+	vb->hib_reserve_armed = true;
+	mutex_unlock(&vb->lock);
+	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
+	KUNIT_EXPECT_FALSE(test, list_empty(&vb->thaw_reserve));
+	KUNIT_ASSERT_EQ(test, vbt_restore(h, false, 1000 * VB_BPAGES_PER_PAGE),
+			0);
+	KUNIT_EXPECT_TRUE(test, list_empty(&vb->thaw_reserve));
+	KUNIT_EXPECT_FALSE(test, h->find_vqs_memalloc);
+	vbt_finish_drop(test, h);
 }
 
 /* Issue 15: removing a frozen device frees the thaw reserve it held. */
@@ -2405,6 +2510,7 @@ static struct kunit_case vb_test_cases[] = {
 	KUNIT_CASE(vb_test_hib_gives_back_at_most_all),
 	KUNIT_CASE(vb_test_hib_nothing_needed),
 	KUNIT_CASE(vb_test_hib_freeze_measures),
+	KUNIT_CASE(vb_test_hib_thaw_serves_writer),
 	KUNIT_CASE(vb_test_hib_shrinker),
 	KUNIT_CASE(vb_test_hib_notifier_gives_back),
 	KUNIT_CASE(vb_test_thaw_reserve),
