@@ -798,12 +798,12 @@ GAVE_BACK = re.compile(
 
 
 ON_DEMAND = re.compile(r"hibernation: gave back (\d+) more pages on demand")
-AT_THAW = re.compile(r"thaw: (\d+)\+(\d+) pages free after the image copy, "
-                     r"reserve (\d+)")
+AT_THAW = re.compile(r"thaw: (\d+)\+(\d+) pages free, reserve (\d+)")
 AT_FREEZE = re.compile(
     r"hibernation: at freeze the image is ~(?P<freeze_image>\d+) pages "
     r"\((?P<moved>[-+]\d+) since the estimate\), guest \d+\+\d+ pages, "
-    r"\d+\+(?P<freeze_pcp>\d+) free, reserve (?P<freeze_reserve>\d+), (?P<freeze_diff>\d+) pages (?P<freeze_what>short|spare) "
+    r"\d+\+(?P<freeze_pcp>\d+) free, reserve (?P<freeze_reserve>\d+), "
+    r"(?P<freeze_diff>\d+) pages (?P<freeze_what>short|spare) "
     r"for the write: (?:gave back (?P<at_freeze>\d+) more|took back "
     r"(?P<taken_back>\d+)), (?P<total>\d+) in all")
 
@@ -894,6 +894,9 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     m = gave_back(text)
     rc = g.resume(balloon_mb=round(target_mb), timeout=600)
     check(rc == 0, "echo disk returned %d after resume", rc)
+    # The image kept them: back to a quiet console for the rest.
+    g.sh("echo 0 > /sys/power/pm_debug_messages && "
+         "echo 4 > /proc/sys/kernel/printk")
     check_data(g, digest)
     # 735 of 775 MiB once on 6.12, at the largest balloon.
     _reinflated(g, target_mb, "after the restore: ", frac)
@@ -905,7 +908,7 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
         "balloon (MiB)": round(balloon_mb, 1),
         "pages given back (pm_test)": gave_test,
         "pages given back before the preallocation": m["given"],
-        "of those, on demand": m["on_demand"],
+        "on demand (preallocation and write)": m["on_demand"],
         "pages given back at freeze": m["at_freeze"],
         "pages taken back at freeze": m["taken_back"],
         "pages given back in all": m["total"],
@@ -921,7 +924,8 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     # never larger than that, and smaller by no more than what the kernel
     # counted as reclaimable.
     est, reclaimable = m["image"], m["reclaimable"]
-    check(copied <= est,
+    # The thaw reserve, held from freeze on, is copied too.
+    check(copied <= est + 256,
           "image estimated at %d pages, the kernel copied more: %d",
           est, copied)
     check(est - copied <= reclaimable,
@@ -938,24 +942,29 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     # free above the min watermarks (where thaw's and the writer's
     # allocations stop), read at thaw. Never below them, and above them by
     # at most a tenth of what was given back: 10% less would have left
-    # the copy under them.
+    # the copy under them. The writer's and thaw's fixed share (about 400
+    # pages on these 1-CPU guests) dominates a small give-back: 3 MiB at
+    # least.
     if m["total"]:
         check("thaw_slack" in m, "no thaw line after the image copy")
-        check(0 <= m["thaw_slack"] <= max(m["total"] // 10, 512),
+        check(0 <= m["thaw_slack"] <= max(m["total"] // 10, 768),
               "the copy left %d pages above the reserve, of %d given back",
               m["thaw_slack"], m["total"])
     check_logs(g)
     return m["total"]
 
 
+TRIAL_S = 180
+
+
 def _give_back_trial(ctx, name, series, balloon_mb, data_mb, pct):
     """A fresh guest gives back @pct percent of what the driver computes
-    and hibernates. Returns whether it powered off with its image written,
-    and the give-back's numbers. Either way the squeezed thaw must have
-    brought the balloon's queues back; where the image was not written,
-    the balloon then follows its target again, the host agreeing. The
-    guest's disk may have failed its thaw, so each trial boots its own
-    guest."""
+    and hibernates. Returns the outcome ("succeeded": powered off with
+    its image written; "failed"; or not written in TRIAL_S seconds) and
+    the give-back's numbers. Either way the squeezed thaw must have
+    brought the balloon's queues back; where hibernation failed, the
+    balloon then follows its target again, the host agreeing. The guest's
+    disk may have failed its thaw, so each trial boots its own guest."""
     g = ctx.guest("%s-%d" % (name, pct), series=series)
     g.boot()
     write_data(g, data_mb)
@@ -966,23 +975,27 @@ def _give_back_trial(ctx, name, series, balloon_mb, data_mb, pct):
         set_and_wait(g, balloon_mb)
     g.sh("echo 0 > /sys/power/image_size && echo %d > "
          "/sys/module/virtio_balloon/parameters/hib_give_pct" % pct)
+    outcome = "succeeded"
     try:
-        g.hibernate(timeout=240)
-        ok = True
+        g.hibernate(timeout=TRIAL_S)
     except GuestError as e:
-        check("hibernation failed in the guest" in str(e),
+        # A writer short of memory goes synchronous: 150 s for 100 MiB.
+        outcome = ("not written in %d s" % TRIAL_S
+                   if "did not power off" in str(e) else "failed")
+        check(outcome != "failed" or
+              "hibernation failed in the guest" in str(e),
               "%d%% give-back: %s", pct, e)
-        ok = False
     text = g.console_text(g.runs)
     m = gave_back(text)
-    check("thaw: cannot" not in text, "%d%% give-back: the balloon did "
-          "not survive the squeezed thaw", pct)
-    if not ok:
+    check("thaw: cannot" not in text and "(state broken)" not in text,
+          "%d%% give-back: the balloon did not survive the squeezed thaw",
+          pct)
+    if outcome == "failed":
         check(g.debugfs()["state"] == "running", "%d%% give-back: balloon "
               "%s after the failed hibernation", pct, g.debugfs()["state"])
         _reinflated(g, balloon_mb, "after the failed hibernation: ", 0.9)
     g.kill()
-    return ok, m
+    return outcome, m
 
 
 def _least_give_back(ctx, name, series, balloon_mb, data_mb, given):
@@ -995,15 +1008,16 @@ def _least_give_back(ctx, name, series, balloon_mb, data_mb, given):
     nothing."""
     if not given:
         return
-    ok, m = _give_back_trial(ctx, name, series, balloon_mb, data_mb, 91)
+    outcome, m = _give_back_trial(ctx, name, series, balloon_mb, data_mb,
+                                  91)
     got = m["total"] if m else 0
     ctx.metrics["%s hibernation with 91%% (%d pages)" % (name, got)] = \
-        "succeeded" if ok else "failed"
+        outcome
     if m and "thaw_slack" in m:
         ctx.metrics["%s free above the reserve after the copy at 91%% "
                     "(pages)" % name] = m["thaw_slack"]
-    ctx.log("%s: gave back %d pages; 91%% of that (%d) %s" % (
-        name, given, got, "was enough too" if ok else "was not enough"))
+    ctx.log("%s: gave back %d pages; with 91%% of that (%d) hibernation %s"
+            % (name, given, got, outcome))
 
 
 def s13_hibernate_800m_balloon(ctx):
