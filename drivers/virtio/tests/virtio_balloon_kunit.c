@@ -2012,7 +2012,7 @@ static void vb_test_hib_thaw_serves_writer(struct kunit *test)
 	vbt_set_target(h, 100 * VB_BPAGES_PER_PAGE);
 	vbt_hib_arm(vb, 4000, 1000000);
 	/* The preallocation's service ends at freeze... */
-	vb_hib_serve(vb, 100);
+	vb_hib_serve(vb, 100, false);
 	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
 	KUNIT_EXPECT_PTR_EQ(test, vb_hib_dev, NULL);
 	/* ...and the writer's begins at thaw. */
@@ -2091,7 +2091,7 @@ static void vb_test_hib_shrinker(struct kunit *test)
 
 	vbt_set_target(h, 1000 * VB_BPAGES_PER_PAGE);
 	total = totalram_pages();
-	vb_hib_serve(vb, 100);
+	vb_hib_serve(vb, 100, false);
 	/* Not the task that froze processes. */
 	KUNIT_EXPECT_EQ(test, vb_hib_shrink_count(NULL, &sc), 0UL);
 
@@ -2144,7 +2144,7 @@ static void vb_test_hib_shrinker(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vbt_held(h), 900UL * VB_BPAGES_PER_PAGE);
 
 	/* A freeze ends the service. */
-	vb_hib_serve(vb, 100);
+	vb_hib_serve(vb, 100, false);
 	KUNIT_EXPECT_EQ(test, vb_hib_shrink_count(NULL, &sc),
 			2UL * VB_HIB_SHRINK_BATCH);
 	KUNIT_ASSERT_EQ(test, virtio_device_freeze(&h->vdev), 0);
