@@ -1684,10 +1684,10 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *     threads take about 90 pages per thread (at most three by default),
  *     thaw a few pages per virtqueue, the queue pairs of multiqueue
  *     devices growing with the CPUs, and PAGES_FOR_IO (4 MiB) is the
- *     kernel's own check of the copy. After the copy H - 2 * S - bitmaps pages are
- *     free, or fewer: copy pages preallocated beyond S stay in use until
- *     the image is written, so after the preallocation what is free then
- *     bounds it too (vb_hib_write_short()). Short of it, the copy
+ *     kernel's own check of the copy. After the copy H - 2 * S - bitmaps
+ *     pages are free, or fewer: copy pages preallocated beyond S stay in
+ *     use until the image is written, so after the preallocation what is
+ *     free then bounds it too (vb_hib_write_short()). Short of it, the copy
  *     succeeds and thaw finds every zone under its min watermark: queues
  *     cannot be re-created and the image is not written.
  *
@@ -1722,8 +1722,8 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  * seen: a module cannot read it, and (A) assumes the default.
  *
  * The thaw reserve: thaw runs after the snapshot, when the image copy
- * fills memory, and re-creating the queues needs memory. A freeze after
- * such a give-back, or one that finds (B) short, deflates
+ * fills memory, and re-creating the queues needs memory. A freeze that
+ * leaves (B) at its floor (short, or part of a give-back kept) deflates
  * VB_THAW_RESERVE_PAGES more, told while the queues still exist, and
  * keeps them off the allocator until thaw or restore is about to find
  * the queues again.
@@ -2028,6 +2028,15 @@ static unsigned int vb_hib_deflate(struct vb_dev *vb, unsigned long pages)
 	return done;
 }
 
+/* Pages the balloon may take before it reaches the host's target. */
+static unsigned long vb_hib_room(struct vb_dev *vb)
+{
+	unsigned int target = vb_target(vb);
+
+	return target > vb->num_bpages ?
+	       (target - vb->num_bpages) / VB_BPAGES_PER_PAGE : 0;
+}
+
 /*
  * Inflate again, told, @pages that were given back for the image and
  * turned out not to be needed, as far as the guest can spare them now,
@@ -2037,7 +2046,7 @@ static unsigned int vb_hib_deflate(struct vb_dev *vb, unsigned long pages)
  */
 static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
 {
-	unsigned int done = 0, step, target;
+	unsigned int done = 0, step;
 	unsigned long want, room;
 	struct page *page, *next;
 	LIST_HEAD(list);
@@ -2046,10 +2055,8 @@ static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
 	pages = min_t(unsigned long, pages, vb->hib_given / VB_BPAGES_PER_PAGE);
 	for (;;) {
 		/* Never past the host's target, nor with a drop owed. */
-		target = vb_target(vb);
 		want = min_t(unsigned long, pages - done / VB_BPAGES_PER_PAGE,
-			     target > vb->num_bpages ?
-			     (target - vb->num_bpages) / VB_BPAGES_PER_PAGE : 0);
+			     vb_hib_room(vb));
 		if (!want || vb->state != VB_STATE_RUNNING || vb_emptying(vb))
 			break;
 		mutex_unlock(&vb->lock);
@@ -2057,9 +2064,7 @@ static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
 					    VB_BATCH_PFNS / VB_BPAGES_PER_PAGE));
 		mutex_lock(&vb->lock);
 		/* The target may have fallen while the lock was let go. */
-		target = vb_target(vb);
-		room = target > vb->num_bpages ?
-		       (target - vb->num_bpages) / VB_BPAGES_PER_PAGE : 0;
+		room = vb_hib_room(vb);
 		list_for_each_entry_safe(page, next, &list, lru) {
 			if (room) {
 				room--;
