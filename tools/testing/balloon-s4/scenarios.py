@@ -854,6 +854,16 @@ def _reinflated(g, target_mb, what, frac=0.95):
     check_host(g, what)
 
 
+def _set_big_balloon(g, balloon_mb):
+    """Balloon @g to @balloon_mb, or with None to the largest balloon the
+    driver keeps; returns the MiB held."""
+    if balloon_mb is None:
+        g.set_balloon(MEM_MB - 16)
+        return g.wait_balloon(None, timeout=240, stable=12)
+    set_and_wait(g, balloon_mb)
+    return balloon_mb
+
+
 def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     """Balloon at @balloon_mb (None: the largest the driver keeps), image_size
     0, then: a pm_test=devices round (gives back, thaws, inflates again),
@@ -865,11 +875,7 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     digest = write_data(g, data_mb)
     # At the largest balloon, see _reinflated().
     frac = 0.9 if balloon_mb is None else 0.95
-    if balloon_mb is None:
-        g.set_balloon(MEM_MB - 16)
-        balloon_mb = g.wait_balloon(None, timeout=240, stable=12)
-    else:
-        set_and_wait(g, balloon_mb)
+    balloon_mb = _set_big_balloon(g, balloon_mb)
     target_mb = balloon_mb
     g.sh("echo 0 > /sys/power/image_size")
 
@@ -968,11 +974,7 @@ def _give_back_trial(ctx, name, series, balloon_mb, data_mb, pct):
     g = ctx.guest("%s-%d" % (name, pct), series=series)
     g.boot()
     write_data(g, data_mb)
-    if balloon_mb is None:
-        g.set_balloon(MEM_MB - 16)
-        balloon_mb = g.wait_balloon(None, timeout=240, stable=12)
-    else:
-        set_and_wait(g, balloon_mb)
+    balloon_mb = _set_big_balloon(g, balloon_mb)
     g.sh("echo 0 > /sys/power/image_size && echo %d > "
          "/sys/module/virtio_balloon/parameters/hib_give_pct" % pct)
     outcome = "succeeded"
