@@ -144,10 +144,16 @@ class Runner:
         self.build_dir = os.path.abspath(build_dir)
         os.makedirs(self.build_dir, exist_ok=True)
         self.results = []
+        self.details = {}
         self.image_lock = threading.Lock()
 
     def record(self, name, ok, detail="", skipped=False):
         self.results.append((name, ok, skipped))
+        if not ok and not skipped:
+            # A traceback's last lines, a message's first.
+            tb = detail.startswith("Traceback")
+            self.details.setdefault(name, []).append(
+                detail[-800:] if tb else detail[:800])
         tag = "SKIP" if skipped else ("PASS" if ok else "FAIL")
         log("%s %s%s" % (tag, name, (": " + detail) if detail else ""))
 
@@ -446,6 +452,10 @@ class Runner:
         passed = sum(1 for _, ok, sk in self.results if ok and not sk)
         skipped = sum(1 for _, _, sk in self.results if sk)
         failed = len(self.results) - passed - skipped
+        # Again at the end, where a long log's tail shows them.
+        for name in self.details:
+            for detail in self.details[name]:
+                log("FAILED: %s: %s" % (name, detail))
         line = "%d passed, %d failed" % (passed, failed)
         if skipped:
             line += ", %d skipped" % skipped

@@ -16,7 +16,8 @@ HALF_MB = MEM_MB // 2
 BPAGES_PER_MB = MiB // 4096
 
 # Anything here in a console log or in dmesg fails the scenario.
-BAD_LOG = re.compile(r"WARNING:|BUG:|BUG |Oops|list_del corruption|"
+BAD_LOG = re.compile(r"WARNING:|\bBUG[: ]|Oops|list_del corruption|"
+                     r"page allocation failure|vmalloc error|"
                      r"Call Trace|kmemleak|memory leak|general protection|"
                      r"Kernel panic|oom-kill|Out of memory|"
                      r"virtio_balloon .*(cannot|failed)")
@@ -57,6 +58,49 @@ class Ctx:
         self.guests = []
 
 
+# The lines of a report between its first line and its trace.
+PREFIX = re.compile(r"^(?:\[[ \d.]+\])?(?:\[ *[TC]\d+\])? ?")
+REPORT_BODY = re.compile(
+    r"\s*(?:CPU: |Tainted: |Hardware name: |Workqueue: |Modules linked in"
+    r"|RIP: |Code: |RSP: |R[0-9A-Z]{1,2}: |[CDEFG]S: |CR[0-4]: |DR[0-7]: "
+    r"|PKRU: |\[last unloaded|<TASK>|Call Trace)")
+# A frame of the trace, "func+0x1a/0x40 [mod]"; "? " marks a guess.
+FRAME = re.compile(r"\s*([\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[\w+\])?)")
+# Frames every report of its kind has: they tell nothing apart.
+FRAME_NOISE = ("dump_stack", "show_stack", "__warn", "warn_alloc",
+               "report_bug", "handle_bug", "exc_invalid_op",
+               "asm_exc_invalid_op", "__alloc_pages", "alloc_pages",
+               "__vmalloc", "get_page_from_freelist", "__pfx_")
+
+
+def splat_summary(text, pos):
+    """The report around @pos in @text, in one line: the line matched, the
+    report's first line if that was its trace, and its first frames, so
+    that a failure read from CI's output alone can be told apart."""
+    lines = text[:pos].split("\n")
+    start = pos - len(lines[-1])
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    parts = [text[start:end].strip()]
+    if "Call Trace" in parts[0]:
+        # Back over the CPU, hardware and register lines to the first.
+        for ln in reversed(lines[:-1][-40:]):
+            if not REPORT_BODY.match(PREFIX.sub("", ln)):
+                parts.insert(0, ln.strip())
+                break
+    frames = []
+    for ln in text[end:end + 6000].split("\n")[1:60]:
+        ln = PREFIX.sub("", ln)
+        f = FRAME.match(ln)
+        if f and not f.group(1).startswith(FRAME_NOISE):
+            frames.append(f.group(1))
+        if len(frames) == 6 or "</TASK>" in ln:
+            break
+    if frames:
+        parts.append("at " + " < ".join(frames))
+    return " | ".join(parts)
+
+
 def check_logs(g):
     """No warning, oops or leak in this guest's dmesg or any console."""
     texts = [g.dmesg()] if g.proc and g.proc.poll() is None else []
@@ -64,8 +108,7 @@ def check_logs(g):
     for t in texts:
         m = BAD_LOG.search(t)
         if m:
-            line = t[t.rfind("\n", 0, m.start()) + 1:t.find("\n", m.end())]
-            raise Failure("kernel log: %s" % line.strip())
+            raise Failure("kernel log: %s" % splat_summary(t, m.start()))
 
 
 def check_host(g, what="", timeout=30):
