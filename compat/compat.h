@@ -241,6 +241,15 @@ static inline void __compat_mm_account_reclaimed_pages(unsigned long pages)
 #endif
 
 /*
+ * Before 6.7 an order-0 refill of a per-CPU list took one batch, and
+ * there was no pcp->high_max; 6.7 scales refills up to
+ * 2^CONFIG_PCP_BATCH_SCALE_MAX batches (pcp->alloc_factor).
+ */
+#if defined(COMPAT_VIRTIO_BALLOON) && !defined(COMPAT_HAVE_PCP_ALLOC_FACTOR)
+#define VB_PCP_SCALED_REFILL(pcp, batch) ((void)(pcp), (batch))
+#endif
+
+/*
  * 7.x sizes allocations from the pointer's type: kzalloc_obj(*p, gfp);
  * older kernels spell it kzalloc(sizeof(*p), gfp).
  */

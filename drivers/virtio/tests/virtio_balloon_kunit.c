@@ -1717,6 +1717,13 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 241L);
 	m.cpus = 2;
 	/*
+	 * A refill of the per-CPU lists comes on top: their free pages are
+	 * not what the watermark checks count.
+	 */
+	m.pcp_refill = 500;
+	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 501L);
+	m.pcp_refill = 0;
+	/*
 	 * After the preallocation, what is free may bind instead: the floor
 	 * 8664 + 240 + 23 + 64 = 8991 against 600 or 8000 free; with more
 	 * free than the 8990 the image leaves, the image binds again.
@@ -1749,6 +1756,74 @@ static void vbt_hib_mem_short(struct vb_hib_mem *m, unsigned long short_by)
 	/* Raise the pages in use until the need is @short_by (or just past). */
 	while (m->free && vb_hib_need(m, &n, true) < short_by)
 		m->free--;
+}
+
+/*
+ * The real allocator is the witness of vb_pcp_refill(): allocating pages
+ * in a row without freeing any makes each refill of this CPU's list
+ * larger, up to the kernel's scaled maximum (6.7 on: 2,016 pages seen on
+ * 6.12), and none of them may take more from the buddy lists than the
+ * bound the write's floor counts for its list. Each allocation is made
+ * with interrupts off, between two readings of this CPU's lists, so no
+ * free lands in between. The zones' walk adds up at least a bound for
+ * every CPU.
+ */
+#define VBT_REFILL_PAGES	8192
+
+static void vb_test_hib_pcp_refill(struct kunit *test)
+{
+	int count[MAX_NR_ZONES], delta, z, i, n, nid;
+	unsigned long bound = 0, seen = 0, refills = 0, flags;
+	long excess = LONG_MIN;
+	struct per_cpu_pages *pcp;
+	struct page **pages;
+	struct vb_hib_mem m;
+	struct zone *zone;
+
+	pages = kunit_kcalloc(test, VBT_REFILL_PAGES, sizeof(*pages),
+			      GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, pages);
+	for (n = 0; n < VBT_REFILL_PAGES; n++) {
+		local_irq_save(flags);
+		nid = numa_node_id();
+		for (z = 0; z < MAX_NR_ZONES; z++) {
+			zone = &NODE_DATA(nid)->node_zones[z];
+			count[z] = populated_zone(zone) && zone->per_cpu_pageset ?
+				   this_cpu_ptr(zone->per_cpu_pageset)->count : 0;
+		}
+		pages[n] = alloc_page(GFP_NOWAIT | __GFP_NOWARN);
+		if (!pages[n]) {
+			local_irq_restore(flags);
+			break;
+		}
+		zone = page_zone(pages[n]);
+		if (page_to_nid(pages[n]) == nid) {
+			pcp = this_cpu_ptr(zone->per_cpu_pageset);
+			bound = vb_pcp_refill(pcp);
+			/* The list gave one page: anything more came in. */
+			delta = pcp->count - count[zone_idx(zone)] + 1;
+			if (delta > 1) {
+				refills++;
+				seen = max_t(unsigned long, seen, delta);
+				excess = max_t(long, excess,
+					       (long)delta - (long)bound);
+			}
+		}
+		local_irq_restore(flags);
+	}
+	for (i = 0; i < n; i++)
+		__free_page(pages[i]);
+	KUNIT_ASSERT_GT(test, n, VBT_REFILL_PAGES / 2);
+	/* 7.2 built uniprocessor for KUnit refilled page by page. */
+	KUNIT_EXPECT_LE_MSG(test, excess, 0L,
+			    "a refill took %ld pages more than its bound",
+			    excess);
+
+	vb_hib_zones(&m);
+	KUNIT_EXPECT_GE(test, m.pcp_refill, bound * num_online_cpus());
+	KUNIT_EXPECT_LT(test, m.pcp_refill, totalram_pages());
+	kunit_info(test, "largest refill %lu pages of %lu seen, bound %lu, zones %lu\n",
+		   seen, refills, bound, m.pcp_refill);
 }
 
 /*
@@ -2505,6 +2580,7 @@ static struct kunit_case vb_test_cases[] = {
 			 vbt_pm_features_gen_params),
 	KUNIT_CASE(vb_test_hint_paused_for_pm),
 	KUNIT_CASE(vb_test_hib_need_estimate),
+	KUNIT_CASE(vb_test_hib_pcp_refill),
 	KUNIT_CASE(vb_test_hib_gives_back_need),
 	KUNIT_CASE(vb_test_hib_holding_stops_inflate),
 	KUNIT_CASE(vb_test_hib_gives_back_at_most_all),

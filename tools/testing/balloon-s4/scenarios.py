@@ -845,7 +845,8 @@ AT_THAW = re.compile(r"thaw: (\d+)\+(\d+) pages free, reserve (\d+)")
 AT_FREEZE = re.compile(
     r"hibernation: at freeze the image is ~(?P<freeze_image>\d+) pages "
     r"\((?P<moved>[-+]\d+) since the estimate\), guest \d+\+\d+ pages, "
-    r"\d+\+(?P<freeze_pcp>\d+) free, reserve (?P<freeze_reserve>\d+), "
+    r"\d+\+(?P<freeze_pcp>\d+) free, per-CPU refill "
+    r"(?P<freeze_pcp_refill>\d+), reserve (?P<freeze_reserve>\d+), "
     r"(?P<freeze_diff>\d+) pages (?P<freeze_what>short|spare) "
     r"for the write: (?:gave back (?P<at_freeze>\d+) more|took back "
     r"(?P<taken_back>\d+)), (?P<total>\d+) in all")
@@ -855,8 +856,11 @@ def gave_back(text):
     """The last give-back line in @text as a dict of ints, or None; with
     "on_demand", what the shrinker gave back for that image, the numbers
     of the freeze's line after it if there is one, "total", all given
-    back for the image, and "thaw_slack", the pages the copy left free
-    above the min watermarks and lowmem reserves, read at thaw."""
+    back for the image; read at thaw, "thaw_buddy", the pages the copy
+    left free on the buddy lists above the min watermarks and lowmem
+    reserves (what the watermark checks see), "thaw_pcp", those on the
+    per-CPU lists, and "thaw_slack", what is free beyond the reserve and
+    the per-CPU lists' refill the freeze planned for."""
     m = list(GAVE_BACK.finditer(text))
     if not m:
         return None
@@ -879,8 +883,11 @@ def gave_back(text):
         # during the copy) is the kernel's, and no count could foresee it.
         t = AT_THAW.search(rest[f.end():])
         if t:
-            r["thaw_slack"] = int(t.group(1)) + int(t.group(2)) - \
-                r["freeze_reserve"]
+            buddy, pcp = int(t.group(1)), int(t.group(2))
+            r["thaw_buddy"] = buddy - r["freeze_reserve"]
+            r["thaw_pcp"] = pcp
+            r["thaw_slack"] = r["thaw_buddy"] + pcp - \
+                r["freeze_pcp_refill"]
             r["thaw_reserve"] = int(t.group(3))
     return r
 
@@ -964,8 +971,13 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
         "image estimate before reclaim (pages)": m["image"],
         "image estimate at freeze (pages)": m["freeze_image"],
         "image pages copied (Need to copy)": copied,
-        "free above the reserve after the copy (pages)":
-            m.get("thaw_slack", "-"),
+        "free on the buddy lists above the reserve after the copy (pages)":
+            m.get("thaw_buddy", "-"),
+        "free on the per-CPU lists after the copy (pages)":
+            m.get("thaw_pcp", "-"),
+        "per-CPU refill planned, not on the lists at thaw (pages)":
+            m["freeze_pcp_refill"] - m["thaw_pcp"] if "thaw_pcp" in m
+            else "-",
         "hibernate: echo disk to power-off (s)": round(t_hib, 2),
     }.items()})
     # Before the preallocation the driver cannot know how far reclaim
@@ -987,20 +999,29 @@ def _big_balloon_cycle(ctx, name, series, balloon_mb, data_mb=16):
     check(copied - 64 - copied // 200 <= fi <= copied + 64 + copied // 50,
           "image measured at freeze as %d pages, the kernel copied %d",
           fi, copied)
-    # The guest's own witness of how tight that was: what the copy left
-    # free above the min watermarks (where thaw's and the writer's
-    # allocations stop), read at thaw. Never below them, and above them by
-    # at most a tenth of what was given back: 10% less would have left
-    # the copy under them. The writer's and thaw's fixed share (about 400
-    # pages on these 1-CPU guests) dominates a small give-back: 3 MiB at
-    # least.
-    if m["total"]:
-        check("thaw_slack" in m, "no thaw line after the image copy")
-        check(0 <= m["thaw_slack"] <= max(m["total"] // 10, 768),
-              "the copy left %d pages above the reserve, of %d given back",
-              m["thaw_slack"], m["total"])
+    # The guest's own witness of how tight that was, read at thaw. The
+    # buddy lists never under the min watermarks (where thaw's and the
+    # writer's allocations stop: the per-CPU lists' pages do not count
+    # there), and what is free beyond that and the lists' refill at most a
+    # tenth of what was given back: 10% less would have left the copy
+    # under them. The writer's and thaw's fixed share (about 400 pages on
+    # these 1-CPU guests) dominates a small give-back: 3 MiB at least.
     check_logs(g)
+    if m["total"]:
+        _check_thaw(m)
+        check(m["thaw_slack"] <= max(m["total"] // 10, 768),
+              "the copy left %d pages free beyond the reserve and the "
+              "per-CPU lists' refill, of %d given back",
+              m["thaw_slack"], m["total"])
     return m["total"]
+
+
+def _check_thaw(m):
+    """The copy left the buddy lists above the min watermarks."""
+    check("thaw_buddy" in m, "no thaw line after the image copy")
+    check(m["thaw_buddy"] >= 0, "the copy left the buddy lists %d pages "
+          "under the reserve (%d more on the per-CPU lists)",
+          -m["thaw_buddy"], m["thaw_pcp"])
 
 
 TRIAL_S = 180
@@ -1058,9 +1079,9 @@ def _least_give_back(ctx, name, series, balloon_mb, data_mb, given):
     got = m["total"] if m else 0
     ctx.metrics["%s hibernation with 91%% (%d pages)" % (name, got)] = \
         outcome
-    if m and "thaw_slack" in m:
-        ctx.metrics["%s free above the reserve after the copy at 91%% "
-                    "(pages)" % name] = m["thaw_slack"]
+    if m and "thaw_buddy" in m:
+        ctx.metrics["%s free on the buddy lists above the reserve after "
+                    "the copy at 91%% (pages)" % name] = m["thaw_buddy"]
     ctx.log("%s: gave back %d pages; with 91%% of that (%d) hibernation %s"
             % (name, given, got, outcome))
 
@@ -1102,7 +1123,15 @@ def s13_hibernate_after_deflate(ctx):
         held = g.wait_balloon(None, timeout=300, stable=8)
     check(held >= target_mb * 0.95, "balloon at %.1f MiB of %d", held,
           target_mb)
-    t_hib = g.hibernate(timeout=600)
+    try:
+        t_hib = g.hibernate(timeout=600)
+    except GuestError as e:
+        # A thaw that failed an allocation may hang the write: say which.
+        bad = BAD_LOG.search(g.console_text())
+        if bad:
+            raise Failure("%s; kernel log: %s" % (
+                e, splat_summary(g.console_text(), bad.start()))) from e
+        raise
     text = g.console_text(g.runs)
     m = gave_back(text)
     rc = g.resume(balloon_mb=target_mb, timeout=600)
@@ -1115,9 +1144,17 @@ def s13_hibernate_after_deflate(ctx):
         "s13-4g pages given back": m["total"],
         "s13-4g of those, on demand": m["on_demand"],
         "s13-4g free on per-CPU lists before (pages)": m["pcp"],
+        "s13-4g free on the buddy lists above the reserve after the copy "
+        "(pages)": m.get("thaw_buddy", "-"),
+        "s13-4g free on the per-CPU lists after the copy (pages)":
+            m.get("thaw_pcp", "-"),
         "s13-4g hibernate: echo disk to power-off (s)": round(t_hib, 2),
     })
+    # A failed allocation in thaw says more than the numbers.
     check_logs(g)
+    # 2,015 pages on the per-CPU lists after the copy, every time: they
+    # must not be what keeps the buddy lists above the watermarks.
+    _check_thaw(m)
 
 
 SCENARIOS = [
