@@ -101,14 +101,20 @@ def splat_summary(text, pos):
     return " | ".join(parts)
 
 
+def first_splat(text):
+    """splat_summary() of the first BAD_LOG match in @text, or None."""
+    m = BAD_LOG.search(text)
+    return splat_summary(text, m.start()) if m else None
+
+
 def check_logs(g):
     """No warning, oops or leak in this guest's dmesg or any console."""
     texts = [g.dmesg()] if g.proc and g.proc.poll() is None else []
     texts += [g.console_text(i + 1) for i in range(len(g.consoles))]
     for t in texts:
-        m = BAD_LOG.search(t)
-        if m:
-            raise Failure("kernel log: %s" % splat_summary(t, m.start()))
+        splat = first_splat(t)
+        if splat:
+            raise Failure("kernel log: %s" % splat)
 
 
 def check_host(g, what="", timeout=30):
@@ -1127,10 +1133,9 @@ def s13_hibernate_after_deflate(ctx):
         t_hib = g.hibernate(timeout=600)
     except GuestError as e:
         # A thaw that failed an allocation may hang the write: say which.
-        bad = BAD_LOG.search(g.console_text())
-        if bad:
-            raise Failure("%s; kernel log: %s" % (
-                e, splat_summary(g.console_text(), bad.start()))) from e
+        splat = first_splat(g.console_text())
+        if splat:
+            raise Failure("%s; kernel log: %s" % (e, splat)) from e
         raise
     text = g.console_text(g.runs)
     m = gave_back(text)
