@@ -10,7 +10,9 @@
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make bench           this virtio_balloon against the in-tree one
-#                        (CELLS=1024:90,4096:80: only those cells)
+#                        (CELLS=1024:90,4096:80: only those cells;
+#                        SERIES=6.12,sid: those guest kernels;
+#                        APPEND=init_on_alloc=0: guest kernel parameters)
 #   make kunit           the KUnit suites in the patched 6.1, 6.12, sid trees
 #   make mutants         put each bug of tools/testing/balloon-s4/mutants/ in
 #                        alone and check that its test catches it (MUTANTS=
@@ -75,7 +77,9 @@ demo: deps
 
 bench: deps
 	python3 $(TESTDIR)/run.py bench --build-dir $(BUILD_DIR) \
-		$(if $(CELLS),--cells $(CELLS))
+		$(if $(CELLS),--cells $(CELLS)) \
+		$(if $(SERIES),--series $(SERIES)) \
+		$(if $(APPEND),--append "$(APPEND)")
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)

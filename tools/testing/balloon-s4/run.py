@@ -571,12 +571,18 @@ def cmd_bench(args):
         return r.summary()
     kver, make_guest = r.guest_setup(kos)
     # Part of the matrix never overwrites the whole one's results.
-    out = os.path.join(r.build_dir, "bench-cells" if cells else "bench")
+    out = os.path.join(r.build_dir, "bench-cells" if cells or args.series
+                       else "bench")
+    series = args.series.split(",") if args.series else None
+    if args.append:
+        out += "-" + re.sub(r"[^\w.=-]+", "_", args.append)
     rows = bench.bench(untraced(make_guest), out, log,
-                       iterations=args.iterations, cells=cells)
+                       iterations=args.iterations, cells=cells,
+                       series=series, append=args.append)
     log("")
-    log("guest %s, QEMU TCG; medians of %d iteration(s); %.0f min in all" % (
-        guest_kernel("6.12"), args.iterations, (time.monotonic() - t0) / 60))
+    log("guests %s, QEMU TCG; medians of %d iteration(s); %.0f min in all" % (
+        ", ".join(guest_kernel(s) for s in series or bench.SERIES),
+        args.iterations, (time.monotonic() - t0) / 60))
     log(bench.render(rows))
     log("")
     log("written: %s/bench.csv, bench.json, inflate.png" % out)
@@ -592,6 +598,11 @@ def main():
     ap.add_argument("--cells", metavar="MIB:PCT,...",
                     help="bench: only these cells of the matrix, say "
                          "1024:90,4096:80")
+    ap.add_argument("--series", metavar="SERIES,...",
+                    help="bench: guest kernels (default 6.12,sid)")
+    ap.add_argument("--append", default="",
+                    help="bench: more guest kernel parameters, say "
+                         "init_on_alloc=0")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--guest", choices=["busybox", "debian"],
                     default="busybox", help="demo: the guest to run")

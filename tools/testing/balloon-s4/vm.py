@@ -380,11 +380,13 @@ class Guest:
         self._wait_marker(0, timeout)
         self.t_ready = time.monotonic()
 
-    def resume(self, balloon_mb=0, timeout=300):
+    def resume(self, balloon_mb=0, timeout=300, after_cont=None):
         """Start the next QEMU on the swap disk; the guest must resume.
 
-        @balloon_mb is set before the guest runs at all. Returns the rc of
-        the command that hibernated the guest.
+        @balloon_mb is set before the guest runs at all. @after_cont is
+        called once the guest runs, before waiting for it (a benchmark
+        starts its watch there). Returns the rc of the command that
+        hibernated the guest.
         """
         if self.pending is None:
             raise GuestError("resume() without a hibernated guest")
@@ -392,6 +394,8 @@ class Guest:
         if balloon_mb:
             self.set_balloon(balloon_mb)
         self.qmp.cmd("cont")
+        if after_cont:
+            after_cont()
         seq, self.pending = self.pending, None
         rc, out = self._wait_marker(seq, timeout)
         self.t_ready = time.monotonic()
