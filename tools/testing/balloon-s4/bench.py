@@ -237,14 +237,13 @@ def _drop_ms(g, driver):
     while True:
         # From the console on the host: a command in the guest would be
         # a task competing with the drop it times.
-        m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us",
-                       g.console_text())
-        if m or time.monotonic() > deadline:
+        _, us = scenarios.restore_drop_us(g, g.console_text())
+        if us is not None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    if not m:
-        raise BenchError("no restore line in dmesg after 60 s")
-    return int(m[-1][1]) / 1000
+    if us is None:
+        raise BenchError("no restore line on the console after 60 s")
+    return us / 1000
 
 
 class TargetWatch(threading.Thread):
@@ -329,8 +328,7 @@ def _measure(g, r, balloon_mb, timeout, driver):
     r["image_pages"] = g.need_to_copy()
 
     # The same image resumes twice: to a host that wants no balloon, then
-    # to one that wants half of the old one. Both start with the host's
-    # writes done.
+    # to one that wants half of the old one.
     image = g.swap + ".image"
     subprocess.run(["cp", "--sparse=always", g.swap, image], check=True)
     pending = g.pending

@@ -222,8 +222,11 @@ def check_stats(g):
     check(int(g.debugfs()["stats_sent"]) >= 1, "driver answered no poll")
 
 
-def restore_drop_us(g):
-    m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us", g.dmesg())
+def restore_drop_us(g, text=None):
+    """(MiB, us) of the last finished restore drop that @text (the guest's
+    dmesg if None) logs, or (None, None)."""
+    m = re.findall(r"restore: returned (\d+) MiB .* in (\d+) us",
+                   g.dmesg() if text is None else text)
     return (int(m[-1][0]), int(m[-1][1])) if m else (None, None)
 
 
