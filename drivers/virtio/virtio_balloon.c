@@ -1752,6 +1752,8 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
 /* The margin of (B): what the counters miss, as a share and a floor. */
 #define VB_HIB_WRITE_MARGIN_DIV	256
 #define VB_HIB_WRITE_MARGIN	64
+/* QUARANTINE_FRACTION of mm/kasan/quarantine.c, which no header exports. */
+#define VB_HIB_KASAN_QUARANTINE_DIV	32
 /* What user space allocates before it is frozen, beyond 1/40 of the image. */
 #define VB_HIB_PREALLOC_SLACK	256
 /* The shrinker: pages per call, and its budget beyond 1/40 of the image. */
@@ -1801,6 +1803,11 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  *	vb_hib_zones().
  * @totalreserve: totalreserve_pages, which the preallocation subtracts.
  * @spanned: page frames the snapshot's bitmaps cover.
+ * @quarantine: what generic KASAN may keep of freed slab objects before
+ *	it frees them: up to 1/32 of memory (mm/kasan/quarantine.c). What
+ *	reclaim frees for the preallocation, and the bio the writer frees
+ *	for each page it writes, go there first: on such a kernel the image
+ *	and the write need that much more each; 0 without KASAN.
  * @cpus: online CPUs, which set the image writer's threads.
  */
 struct vb_hib_mem {
@@ -1815,6 +1822,7 @@ struct vb_hib_mem {
 	unsigned long reserve;
 	unsigned long totalreserve;
 	unsigned long spanned;
+	unsigned long quarantine;
 	unsigned int cpus;
 };
 
@@ -1848,7 +1856,7 @@ static unsigned long vb_hib_bitmap(const struct vb_hib_mem *m)
  * own PAGES_FOR_IO, and the margin of (B) for what the counters miss.
  * What the per-CPU lists take back from the buddy lists after the copy
  * drained them comes on top (vb_pcp_refill()): the watermarks are checked
- * against the buddy lists alone.
+ * against the buddy lists alone. So does a KASAN quarantine.
  */
 static unsigned long vb_hib_write_floor(const struct vb_hib_mem *m,
 					unsigned long image)
@@ -1858,7 +1866,8 @@ static unsigned long vb_hib_write_floor(const struct vb_hib_mem *m,
 			       VB_HIB_THREAD_PAGES * (clamp(m->cpus, 2U, 4U) - 1);
 
 	return max(m->reserve + writer, VB_HIB_IO_PAGES) + m->pcp_refill +
-	       image / VB_HIB_WRITE_MARGIN_DIV + VB_HIB_WRITE_MARGIN;
+	       m->quarantine + image / VB_HIB_WRITE_MARGIN_DIV +
+	       VB_HIB_WRITE_MARGIN;
 }
 
 /**
@@ -1915,7 +1924,12 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	unsigned long bm = vb_hib_bitmap(m);
 	unsigned long want, got, short_a;
 
-	n->image = used + m->kernel;
+	/*
+	 * Whatever a KASAN quarantine holds when the image is made is in it
+	 * as slab in use, and it fills with what reclaim and the
+	 * preallocation free: count it in use up to its limit.
+	 */
+	n->image = used + m->kernel + m->quarantine;
 	n->write = max(vb_hib_write_short(m, n->image, ULONG_MAX), 0L);
 	/*
 	 * (A), both sides doubled: 2 * (free - R - the bitmaps the kernel
@@ -2037,6 +2051,12 @@ static void vb_hib_mem_read(struct vb_dev *vb, struct vb_hib_mem *m)
 	vb_hib_zones(m);
 	m->guest = totalram_pages();
 	m->cpus = num_online_cpus();
+	/*
+	 * A debug kernel's: without it, a 512 MiB balloon in a 1.2 GiB KASAN
+	 * guest left the writer short half-way through its image.
+	 */
+	m->quarantine = IS_ENABLED(CONFIG_KASAN_GENERIC) ?
+			m->guest / VB_HIB_KASAN_QUARANTINE_DIV : 0;
 	m->reclaimable = vb_node_stat(NR_SLAB_RECLAIMABLE_B) +
 			 vb_node_stat(NR_ACTIVE_ANON) +
 			 vb_node_stat(NR_INACTIVE_ANON) +

@@ -1724,6 +1724,15 @@ static void vb_test_hib_need_estimate(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 501L);
 	m.pcp_refill = 0;
 	/*
+	 * So does what a KASAN kernel keeps in its quarantine, which the
+	 * image counts in use too.
+	 */
+	m.quarantine = 300;
+	KUNIT_EXPECT_EQ(test, vb_hib_write_short(&m, 6000, ULONG_MAX), 301L);
+	vb_hib_need(&m, &n, true);
+	KUNIT_EXPECT_EQ(test, n.image, 6300UL);
+	m.quarantine = 0;
+	/*
 	 * After the preallocation, what is free may bind instead: the floor
 	 * 8664 + 240 + 23 + 64 = 8991 against 600 or 8000 free; with more
 	 * free than the 8990 the image leaves, the image binds again.
