@@ -32,8 +32,8 @@ import deb                                           # noqa: E402
 import distro                                        # noqa: E402
 import fetch_sid                                     # noqa: E402
 import mutants                                       # noqa: E402
+import debug_kernel                                  # noqa: E402
 from sources import copy_sources                     # noqa: E402
-
 
 
 def log(msg):
@@ -70,13 +70,57 @@ def sid_kernel():
     return _SID["info"]
 
 
+# The guest series of the debug kernel: the patched 6.12 tree with KASAN,
+# kmemleak, lockdep and more (debug_kernel.py, debug.config).
+DEBUG = "debug"
+# Its guests' waits, measured on it: boot, hibernation and resume take up
+# to three times as long as on Debian's kernels under TCG.
+DEBUG_TIMEOUT_SCALE = 3
+# Page poisoning is built in but off until asked for; it then takes over
+# from init_on_free (see debug.config). acpi=noirq: no PCI interrupt
+# routing through the ACPI _PRT, which this kernel interprets too slowly
+# (debug.config, CONFIG_PCI_MSI).
+DEBUG_APPEND = "page_poison=1 acpi=noirq"
+
+# KASAN's shadow (an eighth of memory), kmemleak's objects and lockdep's
+# tables: the debug kernel's own cost. Its guests get that much more, so
+# the scenarios' targets leave the guest what they leave on Debian's
+# kernels.
+DEBUG_EXTRA_MB = 192
+
+_DEBUG = {}
+_DEBUG_LOCK = threading.Lock()
+
+
+def debug_kernel_info():
+    """debug_kernel.build()'s answer, built at most once per run (other
+    guests wait meanwhile only if they boot it); None, with the reason in
+    _DEBUG["error"], when there is none."""
+    with _DEBUG_LOCK:
+        if "info" not in _DEBUG:
+            _DEBUG["info"] = None
+            if "error" not in _DEBUG:
+                try:
+                    _DEBUG["info"] = debug_kernel.build(log)
+                except (debug_kernel.DebugKernelError, OSError,
+                        subprocess.SubprocessError) as e:
+                    _DEBUG["error"] = str(e)
+        return _DEBUG["info"]
+
+
 def guest_kernel(series):
     """The newest Debian @series kernel whose headers are installed; for
-    "sid", the newest kernel in Debian sid (fetch_sid.py)."""
+    "sid", the newest kernel in Debian sid (fetch_sid.py); for "debug",
+    the debug kernel (built if need be)."""
     if series == "sid":
         info = sid_kernel()
         if not info:
             raise SystemExit("no sid kernel: see fetch_sid.py")
+        return info["kver"]
+    if series == DEBUG:
+        info = debug_kernel_info()
+        if not info:
+            raise SystemExit("no debug kernel: %s" % _DEBUG["error"])
         return info["kver"]
     for path in sorted(glob.glob("/boot/vmlinuz-%s.*-amd64" % series),
                        key=_ver_key, reverse=True):
@@ -135,8 +179,11 @@ JOBS = max(1, int(os.environ.get("BS4_JOBS", "0")) or
 
 # Longest first, so that the last job to finish is a short one. The times
 # of the previous run (build_dir/scenario-times.json) order the rest.
-LONG_JOBS = ["debian_hibernate", "s5_ten_cycles@sid", "s5_ten_cycles",
-             "s13_hibernate_after_deflate"]
+# The debug kernel's build comes before all, its scenarios after all: a
+# cold build then runs beside the other scenarios, on one core.
+DEBUG_BUILD = "debug kernel %s" % debug_kernel.TARGET
+LONG_JOBS = [DEBUG_BUILD, "debian_hibernate", "s5_ten_cycles@sid",
+             "s5_ten_cycles", "s13_hibernate_after_deflate"]
 
 
 class Runner:
@@ -210,6 +257,13 @@ class Runner:
             info = sid_kernel()
             kdir, modroot = info["kdir"], info["modules"]
             vmlinuz = info["vmlinuz"]
+        elif series == DEBUG:
+            # "ours" is built out of tree against the debug kernel's object
+            # tree, as for every other kernel, so KASAN instruments it and
+            # compat.h is what runs; "intree" is the series' own module.
+            info = debug_kernel_info()
+            kdir, modroot = info["kdir"], info["modules"]
+            vmlinuz = info["vmlinuz"]
         else:
             kdir = "/usr/src/linux-headers-%s" % kver
             modroot = "/lib/modules/%s" % kver
@@ -245,6 +299,11 @@ class Runner:
             d = os.path.join(gdir, name)
             shutil.rmtree(d, ignore_errors=True)
             kw.setdefault("mem_mb", scenarios.MEM_MB)
+            if series == DEBUG:
+                kw["timeout_scale"] = DEBUG_TIMEOUT_SCALE
+                kw["mem_mb"] += DEBUG_EXTRA_MB
+                kw["append"] = (kw.get("append", "") + " " +
+                                DEBUG_APPEND).strip()
             return vm.Guest(d, kernel, initrd, log=log, **kw)
         return guest_kernel("6.1"), make_guest
 
@@ -269,7 +328,23 @@ class Runner:
         jobs = [(label, (lambda fn=fn, label=label, series=series:
                          self._scenario(make_guest, fn, label, series)))
                 for fn, label, series in runs] + list(extra)
+        if any(series == DEBUG for _, _, series in runs):
+            jobs.append((DEBUG_BUILD, self.debug_build))
         return self._pool(jobs)
+
+    def debug_build(self):
+        """The debug kernel, built (or found current) as a test of its own,
+        so that a cold build's time is on record and a failed one says why
+        once; its scenarios then fail with the same reason."""
+        info = debug_kernel_info()
+        if not info:
+            self.record(DEBUG_BUILD, False, _DEBUG["error"])
+        elif info["built"]:
+            self.record(DEBUG_BUILD, True, "%s built in %.0fs" % (
+                info["kver"], info["secs"]))
+        else:
+            self.record(DEBUG_BUILD, True, "%s current, not rebuilt" %
+                        info["kver"])
 
     def _pool(self, jobs):
         tfile = os.path.join(self.build_dir, "scenario-times.json")
@@ -283,6 +358,8 @@ class Runner:
             label = job[0]
             if label in LONG_JOBS:
                 return (0, LONG_JOBS.index(label))
+            if label.endswith("@" + DEBUG):
+                return (2, -times.get(label, 300))
             return (1, -times.get(label, 60))
         todo = sorted(jobs, key=key)
         lock = threading.Lock()
@@ -331,7 +408,14 @@ class Runner:
         try:
             fn(ctx)
             ctx.check_hosts()
-            self.record(name, True, "%.0fs" % (time.monotonic() - t0))
+            detail = ""
+            if series == DEBUG:
+                # The last word of every guest still up: its leaks.
+                excused = ctx.check_leaks()
+                if excused:
+                    detail = ", kmemleak: %d objects excused" % excused
+            self.record(name, True, "%.0fs%s" % (time.monotonic() - t0,
+                                                 detail))
         except (scenarios.Failure, vm.GuestError) as e:
             self.record(name, False, "%s (%.0fs)" % (
                 e, time.monotonic() - t0))
@@ -466,6 +550,7 @@ class Runner:
 def cmd_check(args):
     r = Runner(args.build_dir)
     kc = kernel_checks.KernelChecks(r.record, log)
+    prepared = set()
     if args.only and "kunit" in args.only:
         for t in kc.targets():
             if kc.prepare(t):
@@ -474,6 +559,7 @@ def cmd_check(args):
     if not args.only or "kernel" in args.only:
         for t in kc.targets():
             if kc.target(t):
+                prepared.add(t)
                 kc.kunit(t)
                 # One mutant, in the build KUnit just made: incremental.
                 if t == "6.12":
@@ -484,6 +570,13 @@ def cmd_check(args):
     if args.only and ("kernel" in args.only or "deb" in args.only):
         return r.summary()
     kos = {} if args.only else r.builds()
+    if not args.only or DEBUG in args.only or \
+            any(o.endswith("@" + DEBUG) for o in args.only):
+        # The debug kernel is built from the series of this HEAD.
+        t = debug_kernel.TARGET
+        if t not in prepared and not kc.prepare(t):
+            _DEBUG["error"] = "the series did not apply to %s: see " \
+                "'series %s: git am'" % (t, t)
     kver, make_guest = r.guest_setup(kos)
     log("guest kernel %s, %d MiB, QEMU TCG" % (kver, scenarios.MEM_MB))
     extra = []

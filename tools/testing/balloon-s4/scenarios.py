@@ -15,10 +15,20 @@ MEM_MB = 1024
 HALF_MB = MEM_MB // 2
 BPAGES_PER_MB = MiB // 4096
 
-# Anything here in a console log or in dmesg fails the scenario.
-BAD_LOG = re.compile(r"WARNING:|\bBUG[: ]|Oops|list_del corruption|"
+# Anything here in a console log or in dmesg fails the scenario. The
+# debug kernel's checkers report with these too: KASAN ("BUG: KASAN:"),
+# lockdep and RCU ("WARNING: possible circular locking...", "BUG: sleeping
+# function called..."), DEBUG_LIST ("list_add corruption"), DEBUG_OBJECTS
+# ("ODEBUG: free active object..."), page poisoning ("pagealloc: memory
+# corruption") and kmemleak. kmemleak also says at boot that it runs,
+# and the ODEBUG self-test that it passed: those lines alone are fine.
+BAD_LOG = re.compile(r"WARNING:|\bBUG[: ]|Oops|list_(add|del) corruption|"
                      r"page allocation failure|vmalloc error|"
-                     r"Call Trace|kmemleak|memory leak|general protection|"
+                     r"Call Trace|general protection|"
+                     r"kmemleak: (?!Kernel memory leak detector initialized|"
+                     r"Automatic memory scanning thread)|"
+                     r"memory leaks?\b(?! detector)|"
+                     r"ODEBUG: (?!selftest passed)|pagealloc: |UBSAN: |"
                      r"Kernel panic|oom-kill|Out of memory|"
                      r"virtio_balloon .*(cannot|failed)")
 
@@ -51,6 +61,20 @@ class Ctx:
         for g in self.guests:
             if g.proc and g.proc.poll() is None and g.agent and g.host:
                 check_host(g, "%s at the end: " % os.path.basename(g.dir))
+
+    def check_leaks(self):
+        """check_kmemleak() on every guest still running (after a
+        scenario on a kernel with kmemleak); returns the objects kmemleak
+        reported, excused ones included."""
+        n = 0
+        for g in self.guests:
+            if g.proc and g.proc.poll() is None and g.agent:
+                try:
+                    n += check_kmemleak(g)
+                except Failure as e:
+                    raise Failure("%s at the end: %s" % (
+                        os.path.basename(g.dir), e)) from e
+        return n
 
     def close(self):
         for g in self.guests:
@@ -117,6 +141,67 @@ def check_logs(g):
             raise Failure("kernel log: %s" % splat)
 
 
+# One object of kmemleak's report, up to the next one.
+LEAK = re.compile(r"^unreferenced object .*\n(?:[ \t].*\n?)*", re.M)
+# Allocator frames every leak's backtrace starts with.
+LEAK_NOISE = ("kmemleak_", "__kmalloc", "kmalloc_", "kmem_cache_alloc",
+              "__kmem_cache_alloc", "slab_post_alloc_hook", "__kvmalloc",
+              "kvmalloc_", "__alloc_pages", "alloc_pages", "__vmalloc",
+              "__pfx_")
+
+# Objects kmemleak reports that the scenarios cannot free and that are
+# no driver's: (a frame of the backtrace, why it is not a leak). Never
+# one with a frame in our modules.
+KMEMLEAK_ALLOW = []
+
+
+def leaks(report):
+    """(objects reported, objects after KMEMLEAK_ALLOW) of a kmemleak
+    report, each object its block of text."""
+    found = [m.group(0) for m in LEAK.finditer(report)]
+    ours = re.compile(r"\[(virtio_balloon|hv_balloon|hv_s4)\]")
+    kept = [b for b in found if ours.search(b) or not any(
+        re.search(r"^\s+%s\+" % re.escape(fn), b, re.M)
+        for fn, _ in KMEMLEAK_ALLOW)]
+    return found, kept
+
+
+def leak_summary(block):
+    """One kmemleak object in one line: its first line, who allocated it,
+    and the first frames of the backtrace past the allocator."""
+    lines = block.splitlines()
+    head = [lines[0].strip()] + [ln.strip() for ln in lines[1:2]
+                                 if ln.strip().startswith("comm ")]
+    frames = []
+    for f in re.findall(r"^\s+([\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+"
+                        r"(?: \[\w+\])?)\s*$", block, re.M):
+        if not f.startswith(LEAK_NOISE):
+            frames.append(f)
+    return " | ".join(head + (["at " + " < ".join(frames[:6])]
+                              if frames else []))
+
+
+def check_kmemleak(g, timeout=300):
+    """A kmemleak scan of a running guest: no object left unreferenced
+    that KMEMLEAK_ALLOW does not excuse.
+
+    kmemleak reports an object only when a scan found it unreferenced
+    and its contents unchanged since the scan before, and only once it is
+    five seconds old: two scans, five seconds apart, then the report of
+    every object found so far.
+    """
+    kl = "/sys/kernel/debug/kmemleak"
+    g.sh("[ -e %s ] || mount -t debugfs debugfs /sys/kernel/debug; "
+         "echo scan > %s && sleep 5 && echo scan > %s" % (kl, kl, kl),
+         timeout=timeout)
+    found, kept = leaks(g.sh("cat %s" % kl))
+    if kept:
+        raise Failure("kmemleak: %d unreferenced objects (%d excused), "
+                      "first: %s" % (len(kept), len(found) - len(kept),
+                                     leak_summary(kept[0])))
+    return len(found)
+
+
 def check_host(g, what="", timeout=30):
     """The host witness: QEMU's own count of ballooned pages (rebuilt from
     the pages its queues received), the driver's count (debugfs) and QMP
@@ -126,7 +211,7 @@ def check_host(g, what="", timeout=30):
     The three are read one after another while the balloon may still be
     moving, so they are retried until they agree or @timeout passes.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * g.timeout_scale
     while True:
         host = g.host.update()
         check(not host.reinflated,
@@ -252,7 +337,7 @@ def s1_oversize_target(ctx):
     g = ctx.guest("s1-oversize")
     g.boot()
     base = memtotal(g)
-    want = MEM_MB - 16
+    want = g.mem_mb - 16
     g.set_balloon(want)
     got = g.wait_balloon(None, timeout=240, stable=12)
     check(HALF_MB < got < want, "balloon settled at %.1f MiB of %d", got,
@@ -1192,7 +1277,8 @@ SCENARIOS = [
 ]
 
 # Scenarios again on another guest kernel, as (scenario, series); run.py
-# records NAME@SERIES. "sid" is the newest kernel in Debian sid. On 6.12,
+# records NAME@SERIES. "sid" is the newest kernel in Debian sid, "debug"
+# the series' 6.12 tree built with the checkers on. On 6.12,
 # Debian 12's other kernel, every PM path the host witness checks.
 OTHER_KERNELS = [(name, "sid") for name in (
     "s1_inflate_deflate", "s2_hibernate_cycle", "s3_restore_nonzero_target",
@@ -1205,7 +1291,15 @@ OTHER_KERNELS = [(name, "sid") for name in (
         "s9_hybrid_sleep_power_loss", "s10_free_page_reporting",
         "s10_free_page_hint_migration", "s11_features_across_pm",
         "s12_same_host_target_change", "s13_hibernate_800m_balloon",
-        "s13_hibernate_max_balloon")]
+        "s13_hibernate_max_balloon")] + [
+    # On the debug kernel (run.py): the paths a use-after-free, a lock
+    # inversion or a leak would hide in. Inflate and deflate with page
+    # poisoning, the PM core's freeze/restore and thaw, rmmod of a full
+    # balloon, and a guest pushed to its limit.
+    (name, "debug") for name in (
+        "s1_inflate_deflate", "s1_oversize_target", "s2_hibernate_cycle",
+        "s3_restore_nonzero_target", "s4_pm_test_devices",
+        "s6_unload_inflated")]
 
 __all__ = ["Ctx", "Failure", "GuestError", "SCENARIOS", "OTHER_KERNELS",
            "check_logs", "HALF_MB", "MEM_MB"]

@@ -278,8 +278,11 @@ class Guest:
 
     def __init__(self, workdir, kernel, initrd, mem_mb=1024, smp=1,
                  driver="ours", machine="pc", extra=(), log=print,
-                 trace=True, append="", balloon_opts=""):
+                 trace=True, append="", balloon_opts="", timeout_scale=1):
         self.dir = workdir
+        # Every wait of this guest's takes this many times longer: a
+        # kernel with KASAN and lockdep under TCG is that much slower.
+        self.timeout_scale = timeout_scale
         os.makedirs(workdir, exist_ok=True)
         self.kernel, self.initrd = kernel, initrd
         self.mem_mb, self.smp, self.machine = mem_mb, smp, machine
@@ -343,8 +346,9 @@ class Guest:
             "-append", "console=ttyS0,115200 no_console_suspend panic=-1 "
                        "no_timer_check watchdog_thresh=30 "
                        "sysctl.kernel.hung_task_timeout_secs=%d "
-                       "bs4.driver=%s %s" % (HUNG_TASK_SECS, self.driver,
-                                             self.append),
+                       "bs4.driver=%s %s" % (
+                           HUNG_TASK_SECS * self.timeout_scale, self.driver,
+                           self.append),
             "-drive", "file=%s,if=virtio,format=raw,cache=unsafe" % self.swap,
             "-device", self.balloon_dev,
             "-serial", "file:%s" % self.console,
@@ -471,6 +475,7 @@ class Guest:
 
     def _wait_marker(self, seq, timeout):
         pat = re.compile(rb"@@BS4 (\d+) (\d+)@@\r?\n")
+        timeout *= self.timeout_scale
         deadline = time.monotonic() + timeout
         self.agent.settimeout(1)
         while True:
@@ -524,6 +529,7 @@ class Guest:
         return self.qmp.cmd("query-status")["status"]
 
     def wait_status(self, want, timeout=60):
+        timeout *= self.timeout_scale
         deadline = time.monotonic() + timeout
         while self.status() != want:
             if time.monotonic() > deadline:
@@ -546,6 +552,7 @@ class Guest:
         """
         t0 = time.monotonic()
         self.pending = self._send(setup + command)
+        timeout *= self.timeout_scale
         deadline = t0 + timeout
         done = re.compile(rb"@@BS4 %d (\d+)@@" % self.pending)
         self.agent.settimeout(0.1)
@@ -593,6 +600,7 @@ class Guest:
         With @stable, instead wait until the size stops changing for that
         many seconds and return the size.
         """
+        timeout *= self.timeout_scale
         t0 = time.monotonic()
         last, since = None, t0
         while True:
