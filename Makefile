@@ -9,6 +9,9 @@
 #   make deb             balloon-s4-dkms_<version>_all.deb, lintian-checked
 #   make demo            build, boot a guest, balloon, hibernate, resume
 #                        (GUEST=debian: a Debian 12 guest with systemd)
+#   make torture         the driver on a KASAN/lockdep/kmemleak guest kernel:
+#                        hibernate cycles, OOM, fault injection, a target
+#                        storm, reload (SEED=, CYCLES=, PHASES=)
 #   make bench           this virtio_balloon against the in-tree one
 #                        (CELLS=1024:90,4096:80: only those cells;
 #                        SERIES=6.12,sid: those guest kernels;
@@ -38,7 +41,7 @@ KVER = $(shell sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' \
 BUILD_DIR ?= $(CURDIR)/build
 TESTDIR := tools/testing/balloon-s4
 
-.PHONY: all modules install clean check demo bench kunit series deps \
+.PHONY: all modules install clean check demo bench torture kunit series deps \
 	kdir-check check-fresh deb sid-kernel mutants
 
 all: modules
@@ -80,6 +83,16 @@ bench: deps
 		$(if $(CELLS),--cells $(CELLS)) \
 		$(if $(SERIES),--series $(SERIES)) \
 		$(if $(APPEND),--append "$(APPEND)")
+
+# Not part of check (make check runs a short one): the debug kernel, 50
+# hibernate cycles, OOM, fault injection, a target storm, module reload.
+# SEED= repeats a run, CYCLES= and PHASES=faults,oom,storm,reload,cycles
+# make it shorter.
+torture: deps
+	python3 $(TESTDIR)/run.py torture --build-dir $(BUILD_DIR) \
+		$(if $(SEED),--seed $(SEED)) \
+		$(if $(CYCLES),--cycles $(CYCLES)) \
+		$(if $(PHASES),--phases $(PHASES))
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)

@@ -6,6 +6,8 @@
   run.py demo                      one narrated balloon/hibernate/resume
   run.py bench [--iterations N] [--cells MIB:PCT,...]
                                   this virtio_balloon against the in-tree one
+  run.py torture [--seed N] [--cycles N] [--phases NAME,...]
+                                  torture.py on the debug kernel
 """
 
 import argparse
@@ -33,6 +35,7 @@ import distro                                        # noqa: E402
 import fetch_sid                                     # noqa: E402
 import mutants                                       # noqa: E402
 import debug_kernel                                  # noqa: E402
+import torture                                       # noqa: E402
 from sources import copy_sources                     # noqa: E402
 
 
@@ -182,6 +185,8 @@ JOBS = max(1, int(os.environ.get("BS4_JOBS", "0")) or
 # The debug kernel's build comes before all, its scenarios after all: a
 # cold build then runs beside the other scenarios, on one core.
 DEBUG_BUILD = "debug kernel %s" % debug_kernel.TARGET
+TORTURE_SMOKE = "torture smoke"
+TORTURE_SMOKE_SEED = 1
 LONG_JOBS = [DEBUG_BUILD, "debian_hibernate", "s5_ten_cycles@sid",
              "s5_ten_cycles", "s13_hibernate_after_deflate"]
 
@@ -283,8 +288,24 @@ class Runner:
                                   "arch/x86/hyperv/hv_s4.ko")]
             vm.build_initramfs(initrd, kver, kos[kver], intree,
                                [e for e in extra if os.path.exists(e)],
-                               modroot=modroot)
+                               modroot=modroot,
+                               bins=[self.memwalk()])
         return vmlinuz, initrd
+
+    def memwalk(self):
+        """memwalk.c built static for the guest (its busybox has no libc);
+        the path of the binary."""
+        out = os.path.join(self.build_dir, "bs4-memwalk")
+        src = os.path.join(HERE, "memwalk.c")
+        if not os.path.exists(out) or \
+                os.path.getmtime(out) < os.path.getmtime(src):
+            r = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Wextra",
+                                "-Werror", "-o", out, src],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode:
+                raise SystemExit("cannot build memwalk:\n" +
+                                 r.stdout.decode(errors="replace"))
+        return out
 
     def guest_setup(self, kos):
         for old in glob.glob(os.path.join(self.build_dir, "initrd-*.gz")):
@@ -328,7 +349,8 @@ class Runner:
         jobs = [(label, (lambda fn=fn, label=label, series=series:
                          self._scenario(make_guest, fn, label, series)))
                 for fn, label, series in runs] + list(extra)
-        if any(series == DEBUG for _, _, series in runs):
+        if any(series == DEBUG for _, _, series in runs) or \
+                any(label == TORTURE_SMOKE for label, _ in extra):
             jobs.append((DEBUG_BUILD, self.debug_build))
         return self._pool(jobs)
 
@@ -358,6 +380,9 @@ class Runner:
             label = job[0]
             if label in LONG_JOBS:
                 return (0, LONG_JOBS.index(label))
+            # After the debug kernel's build, the longest of them first.
+            if label == TORTURE_SMOKE:
+                return (2, -times.get(label, 3600))
             if label.endswith("@" + DEBUG):
                 return (2, -times.get(label, 300))
             return (1, -times.get(label, 60))
@@ -514,6 +539,21 @@ class Runner:
         finally:
             clean()
 
+    def torture_smoke(self, make_guest):
+        """A short make torture, one test: every phase once, two cycles,
+        a fixed seed. It passes when the report counts no failure, leak,
+        splat or checksum failure."""
+        t0 = time.monotonic()
+        if not debug_kernel_info():
+            self.record(TORTURE_SMOKE, False, "no debug kernel: %s" %
+                        _DEBUG["error"])
+            return {}
+        rep = torture.run(self._on_kernel(make_guest, DEBUG), log,
+                          seed=TORTURE_SMOKE_SEED, cycles=2)
+        self.record(TORTURE_SMOKE, not rep.bad(), "%s (%.0fs)" % (
+            "; ".join(rep.lines()), time.monotonic() - t0))
+        return {}
+
     def bench_smoke(self, make_guest):
         """One short benchmark iteration, so that make bench cannot rot.
         It passes when every metric got a value for both drivers; the
@@ -570,7 +610,7 @@ def cmd_check(args):
     if args.only and ("kernel" in args.only or "deb" in args.only):
         return r.summary()
     kos = {} if args.only else r.builds()
-    if not args.only or DEBUG in args.only or \
+    if not args.only or DEBUG in args.only or "torture" in args.only or \
             any(o.endswith("@" + DEBUG) for o in args.only):
         # The debug kernel is built from the series of this HEAD.
         t = debug_kernel.TARGET
@@ -583,6 +623,8 @@ def cmd_check(args):
     if not args.only or "debian" in args.only:
         extra.append(("debian_hibernate",
                       lambda: distro.check(r.build_dir, r.record, log)))
+    if not args.only or "torture" in args.only:
+        extra.append((TORTURE_SMOKE, lambda: r.torture_smoke(make_guest)))
     metrics = r.scenarios(make_guest, args.only, extra)
     # Alone: it times both drivers, and a guest beside it would skew that.
     if not args.only or "bench" in args.only:
@@ -682,10 +724,42 @@ def cmd_bench(args):
     return 0
 
 
+def cmd_torture(args):
+    """make torture: torture.py on the debug kernel, its report, and rc 1
+    if a failure, leak, splat or checksum failure was counted."""
+    r = Runner(args.build_dir)
+    t0 = time.monotonic()
+    kc = kernel_checks.KernelChecks(r.record, log)
+    if not kc.prepare(debug_kernel.TARGET):
+        log("torture: the series did not apply to %s" % debug_kernel.TARGET)
+        return 1
+    if not debug_kernel_info():
+        log("torture: no debug kernel: %s" % _DEBUG["error"])
+        return 1
+    _, make_guest = r.guest_setup({})
+    phases = args.phases.split(",") if args.phases else None
+    rep = torture.run(Runner._on_kernel(make_guest, DEBUG), log,
+                      seed=args.seed, cycles=args.cycles, phases=phases)
+    log("")
+    log("torture on %s, %.0f min:" % (guest_kernel(DEBUG),
+                                      (time.monotonic() - t0) / 60))
+    for line in rep.lines():
+        log("  " + line)
+    return 1 if rep.bad() else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("command", choices=["check", "demo", "bench"])
+    ap.add_argument("command", choices=["check", "demo", "bench",
+                                        "torture"])
+    ap.add_argument("--seed", type=int,
+                    help="torture: the seed of a run to repeat")
+    ap.add_argument("--cycles", type=int, default=50,
+                    help="torture: hibernate/resume cycles (default 50)")
+    ap.add_argument("--phases", metavar="NAME,...",
+                    help="torture: only these of faults, oom, storm, "
+                         "reload, cycles")
     ap.add_argument("--iterations", type=int, default=2,
                     help="bench: rounds of the whole matrix (default 2)")
     ap.add_argument("--cells", metavar="MIB:PCT,...",
@@ -707,8 +781,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         log("warning: not root; QEMU and the builds may still work")
-    sys.exit({"check": cmd_check, "demo": cmd_demo,
-              "bench": cmd_bench}[args.command](args))
+    sys.exit({"check": cmd_check, "demo": cmd_demo, "bench": cmd_bench,
+              "torture": cmd_torture}[args.command](args))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,12 +203,13 @@ class _Cpio:
 
 
 def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=(),
-                    modroot=None):
+                    modroot=None, bins=()):
     """Write a gzip'd initramfs for Debian kernel @kver to @out.
 
     @extra_kos are loaded at every fresh boot, before the balloon driver.
     @modroot is the kernel's module directory when it is not
-    /lib/modules/@kver (a kernel unpacked elsewhere).
+    /lib/modules/@kver (a kernel unpacked elsewhere). @bins are static
+    programs, put in /bin under their own names.
     """
     cp = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules",
@@ -229,14 +231,22 @@ def build_initramfs(out, kver, balloon_ko, intree_ko=None, extra_kos=(),
         cp.file("lib/intree/virtio_balloon.ko", _read_module(intree_ko))
     for ko in extra_kos:
         cp.file("lib/extra/" + os.path.basename(ko), _read_module(ko))
+    for path in bins:
+        with open(path, "rb") as f:
+            cp.file("bin/" + os.path.basename(path), f.read(), 0o755)
     with gzip.open(out, "wb", compresslevel=1) as f:
         f.write(cp.finish())
 
 
 class Qmp:
-    """Minimal QMP client: one command at a time, events kept aside."""
+    """Minimal QMP client: one command at a time, events kept aside.
+
+    Commands from several threads (the torture's target storm beside the
+    scenario) are serialised: one command, then its answer.
+    """
 
     def __init__(self, path, timeout=30):
+        self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
@@ -255,16 +265,20 @@ class Qmp:
         msg = {"execute": name}
         if args:
             msg["arguments"] = args
-        self.file.write(json.dumps(msg).encode() + b"\n")
-        self.file.flush()
-        while True:
-            r = self._read()
-            if "event" in r:
-                self.events.append(r)
-                continue
-            if "error" in r:
-                raise GuestError("QMP %s: %s" % (name, r["error"]))
-            return r.get("return")
+        with self.lock:
+            try:
+                self.file.write(json.dumps(msg).encode() + b"\n")
+                self.file.flush()
+            except (OSError, ValueError) as e:
+                raise GuestError("QMP %s: %s" % (name, e)) from e
+            while True:
+                r = self._read()
+                if "event" in r:
+                    self.events.append(r)
+                    continue
+                if "error" in r:
+                    raise GuestError("QMP %s: %s" % (name, r["error"]))
+                return r.get("return")
 
     def close(self):
         try:

@@ -1,0 +1,624 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""make torture: the virtio balloon driver hammered on the debug kernel.
+
+Every phase runs on the debug guest kernel (debug_kernel.py: KASAN,
+kmemleak, lockdep, DEBUG_LIST, DEBUG_OBJECTS, page poisoning, fault
+injection). What a phase does at random comes from one seed, printed
+first and accepted back with --seed, so a failing run can be repeated.
+
+  cycles   hibernate/resume cycles (and some pm_test freeze/thaw ones),
+           each with a random balloon before and a random target set by
+           the resuming host; a memwalk process (memwalk.c) checks its
+           own memory the whole time and a tmpfs file its checksum
+  oom      deflate-on-oom offered, swap off, a workload bigger than what
+           is left beside the balloon: the OOM notifier deflates, nothing
+           is killed
+  faults   fail_page_alloc and failslab, limited to allocations made from
+           virtio_balloon's code, while inflating, deflating, and in the
+           freeze/thaw and restore callbacks
+  storm    a QMP target every 50 ms across freeze, thaw and restore
+  reload   rmmod in the middle of an inflate, insmod again
+
+After each step: QEMU (the host witness), the driver and QMP agree on the
+balloon, MemTotal is what the balloon leaves, the workload's data is
+intact, and the kernel log holds no new report; kmemleak is scanned
+every few cycles and at the end of each guest.
+
+The report: cycles run, faults injected, faults the driver handled (it
+logged the failure and kept a defined state), then failures (a check
+that did not hold), leaks, splats and checksum failures, which must all
+be 0.
+"""
+
+import os
+import random
+import re
+import threading
+import time
+
+import scenarios
+import vm
+from scenarios import Failure, MiB, check
+
+MEM_MB = scenarios.MEM_MB
+BPAGES_PER_MB = scenarios.BPAGES_PER_MB
+# The workload: anonymous memory memwalk keeps rewriting and checking.
+WALK_MB = 96
+WALK_STATE = "/tmp/memwalk.state"
+DATA_MB = 32
+# Balloon sizes drawn for the cycles, in MiB: up to what the debug
+# kernel, the workload and the tmpfs file leave room for.
+MAX_BALLOON_MB = 512
+# A kmemleak scan of the whole guest takes a while under TCG.
+LEAK_SCAN_EVERY = 10
+# Slab faults armed for a thaw or a restore: more than the callback makes
+# allocations, however often the transport retries.
+ARMED = 1000
+FAULTS = "/sys/kernel/debug"
+# The driver's one line for a failure it handled (vb_send_failed(),
+# vb_restore()'s err_broken, remove of a broken device).
+DRIVER_FAIL = re.compile(r"virtio_balloon \S+: .*(cannot|failed)")
+# pm_test's freeze and thaw in the same VM; the freeze's status is kept.
+PM_TEST_DEVICES = ("echo devices > /sys/power/pm_test && "
+                   "echo disk > /sys/power/state; rc=$?; "
+                   "echo none > /sys/power/pm_test; exit $rc")
+
+
+class Report:
+    def __init__(self, seed):
+        self.seed = seed
+        self.cycles = 0
+        self.thaws = 0
+        self.faults = 0
+        self.handled = 0
+        self.failures = []
+        self.leaks = 0
+        self.splats = 0
+        self.checksum = 0
+        # What the splat, leak and checksum counts stand for.
+        self.details = []
+        self.abandoned_mb = 0
+
+    def bad(self):
+        return (len(self.failures) + self.leaks + self.splats +
+                self.checksum)
+
+    def lines(self):
+        out = ["seed %d" % self.seed,
+               "cycles %d (and %d pm_test thaws)" % (self.cycles,
+                                                     self.thaws),
+               "faults injected %d" % self.faults,
+               "failures handled %d" % self.handled,
+               "failures %d" % len(self.failures),
+               "leaks %d" % self.leaks,
+               "splats %d" % self.splats,
+               "checksum failures %d" % self.checksum]
+        if self.abandoned_mb:
+            out.append("MiB left out of use by broken devices %d" %
+                       self.abandoned_mb)
+        out += ["  " + f for f in self.failures + self.details]
+        return out
+
+
+class Torture:
+    """One guest at a time, checked after every step."""
+
+    def __init__(self, make_guest, log, rng, report):
+        self.make_guest = make_guest
+        self.log = log
+        self.rng = rng
+        self.r = report
+        self.g = None
+        self.base = 0
+        self.digest = None
+        self.walk_pass = 0
+        self.splat_seen = 0
+        # MiB the driver left out of use when a broken device went away:
+        # MemTotal is short by that much for the rest of the guest's life,
+        # and this QEMU still holds those of them it was given.
+        self.lost_mb = 0
+        self.lost_host = self.lost_run = 0
+        # Driver failure lines this test caused on purpose.
+        self.expected_fail_lines = 0
+
+    # -- the guest ---------------------------------------------------
+
+    def boot(self, name, **kw):
+        self.close()
+        self.g = self.make_guest("torture-" + name, **kw)
+        self.g.boot()
+        self.base = scenarios.memtotal(self.g)
+        self.lost_mb = self.lost_host = 0
+        self.splat_seen = 0
+        self.expected_fail_lines = 0
+        self.digest = scenarios.write_data(self.g, DATA_MB)
+        self.g.sh("bs4-memwalk %d %s >/tmp/memwalk.log 2>&1 &" %
+                  (WALK_MB, WALK_STATE))
+        self.walk_pass = 0
+        self.wait_walk()
+        return self.g
+
+    def close(self):
+        if self.g:
+            if self.g.proc and self.g.proc.poll() is None and self.g.agent:
+                try:
+                    self.wait_walk()
+                    self.check_log("at the end")
+                    self.leak_scan()
+                except (Failure, vm.GuestError) as e:
+                    if self._counted(e):
+                        self.r.details.append("at the end: %s" % e)
+                    else:
+                        self.fail("at the end", e)
+            self.g.kill()
+            self.g = None
+
+    def _counted(self, e):
+        """A failure a counter already has: a splat, a leak or a checksum
+        the step's own check raised."""
+        return re.search(r"kernel reports|kmemleak:|memwalk: MISMATCH|"
+                         r"checksum", str(e)) is not None
+
+    def fail(self, what, e):
+        msg = "%s: %s" % (what, e)
+        self.log("torture: FAIL %s" % msg)
+        self.r.failures.append(msg)
+
+    # -- checks ------------------------------------------------------
+
+    def walk_pass(self):
+        """memwalk's pass count, after checking that it still runs and
+        has found no mismatch."""
+        st = self.g.sh("cat %s 2>/dev/null; echo; "
+                       "pidof bs4-memwalk || echo gone" % WALK_STATE)
+        if "MISMATCH" in st:
+            self.r.checksum += 1
+            raise Failure("memwalk: %s" % st.strip().splitlines()[0])
+        if "gone" in st:
+            raise Failure("memwalk is not running: %s" %
+                          self.g.sh("cat /tmp/memwalk.log").strip())
+        m = re.search(r"pass (\d+)", st)
+        return int(m.group(1)) if m else 0
+
+    def wait_walk(self, timeout=120):
+        """Two more passes of memwalk from now, without a mismatch: the
+        second reads every word after whatever the last step did."""
+        deadline = time.monotonic() + timeout * self.g.timeout_scale
+        want = self.walk_pass() + 2
+        while self.walk_pass() < want:
+            check(time.monotonic() < deadline,
+                  "memwalk made no two passes in %ds", timeout)
+            time.sleep(1)
+
+    def check_data(self):
+        now = self.g.sh("md5sum /tmp/data").split()[0]
+        if now != self.digest:
+            self.r.checksum += 1
+            raise Failure("tmpfs checksum %s, was %s" % (now, self.digest))
+        self.wait_walk()
+
+    def check_balloon(self, mb, what):
+        """Host, driver, QMP and MemTotal say @mb MiB (plus what a broken
+        device left behind, for MemTotal)."""
+        g = self.g
+        g.wait_balloon(mb, timeout=300)
+        qmp = g.balloon_mb()
+        dbg = g.debugfs()
+        total = scenarios.memtotal(g)
+        tol = MEM_MB / 100
+        check(abs(qmp - mb) <= tol, "%s: QMP balloon %.1f MiB, want %d",
+              what, qmp, mb)
+        check(int(dbg["balloon_pages"]) == round(qmp * BPAGES_PER_MB),
+              "%s: driver holds %s pages, QMP says %.1f MiB", what,
+              dbg["balloon_pages"], qmp)
+        gone = (self.base - total) / MiB
+        check(abs(gone - mb - self.lost_mb) <= tol,
+              "%s: MemTotal short by %.1f MiB, balloon %d MiB, %d MiB "
+              "left by a broken device", what, gone, mb, self.lost_mb)
+        # A new QEMU has none of the pages an old one was left with.
+        lost = self.lost_host if g.runs == self.lost_run else 0
+        scenarios.check_host(g, what + ": ", abandoned=lost * BPAGES_PER_MB)
+
+    def new_splats(self):
+        """(reports not seen before, the first of them in one line) in
+        every console of the guest: each kernel's whole output, the
+        hibernating kernel's after its snapshot and the loader's
+        included, which the restored kernel's dmesg does not have."""
+        g = self.g
+        bad = []
+        for run in range(1, len(g.consoles) + 1):
+            text = g.console_text(run)
+            for m in scenarios.BAD_LOG.finditer(text):
+                line = text[text.rfind("\n", 0, m.start()) + 1:]
+                if not DRIVER_FAIL.match(line.split("] ", 1)[-1]):
+                    bad.append((text, m.start()))
+        new = bad[self.splat_seen:]
+        self.splat_seen = len(bad)
+        self.r.splats += len(new)
+        return len(new), (scenarios.splat_summary(*new[0]) if new else "")
+
+    def check_log(self, what):
+        """No new kernel report; the driver's failure lines only as many
+        as this test caused."""
+        n, first = self.new_splats()
+        check(not n, "%s: %d kernel reports, first: %s", what, n, first)
+        lines = [ln for ln in self.g.dmesg().splitlines()
+                 if DRIVER_FAIL.search(ln)]
+        check(len(lines) <= self.expected_fail_lines,
+              "%s: %d driver failure lines, %d expected: %s", what,
+              len(lines), self.expected_fail_lines, lines[-1:])
+
+    def leak_scan(self):
+        """A kmemleak scan; the objects it found are counted."""
+        g = self.g
+        kl = "/sys/kernel/debug/kmemleak"
+        g.sh("echo scan > %s && sleep 5 && echo scan > %s" % (kl, kl),
+             timeout=300)
+        found, kept = scenarios.leaks(g.sh("cat %s" % kl))
+        if kept:
+            self.r.leaks += len(kept)
+            raise Failure("kmemleak: %d unreferenced objects, first: %s" % (
+                len(kept), scenarios.leak_summary(kept[0])))
+        # Reported once: the next scan's report starts empty.
+        g.sh("echo clear > %s" % kl)
+
+    def step(self, what, fn):
+        """Run one step; a failure is counted and the guest replaced."""
+        try:
+            fn()
+            self.check_log(what)
+            return True
+        except (Failure, vm.GuestError) as e:
+            before = (self.r.splats, self.r.leaks, self.r.checksum)
+            if isinstance(e, vm.GuestError):
+                # A report vm.CRASH stopped the guest for is a splat.
+                try:
+                    self.new_splats()
+                except OSError:
+                    pass
+            after = (self.r.splats, self.r.leaks, self.r.checksum)
+            if after == before and not self._counted(e):
+                self.fail(what, e)
+            else:
+                self.log("torture: FAIL %s: %s" % (what, e))
+                self.r.details.append("%s: %s" % (what, e))
+            name = os.path.basename(self.g.dir) if self.g else "guest"
+            try:
+                self.g.kill()
+            except Exception:                       # noqa: BLE001
+                pass
+            self.g = None
+            self.boot(name.replace("torture-", "") + "-again")
+            return False
+
+    # -- phases ------------------------------------------------------
+
+    def cycle(self, i):
+        """One hibernation resumed in a new QEMU; one in four is preceded
+        by a pm_test freeze and thaw in the same VM."""
+        g = self.g
+        before = self.rng.randrange(0, MAX_BALLOON_MB + 1, 16)
+        thaw = self.rng.random() < 0.25
+        after = self.rng.choice([0, 0, self.rng.randrange(16, 513, 16)])
+        self.log("torture: cycle %d: balloon %d MiB,%s host target %d MiB "
+                 "at resume" % (i, before, " a thaw," if thaw else "",
+                                after))
+        g.set_balloon(before)
+        self.check_balloon(before, "cycle %d before" % i)
+        if thaw:
+            # The balloon stays through a thaw.
+            g.sh(PM_TEST_DEVICES, timeout=300)
+            self.check_balloon(before, "cycle %d after thaw" % i)
+            self.r.thaws += 1
+        g.hibernate()
+        rc = g.resume(balloon_mb=after)
+        check(rc == 0, "cycle %d: echo disk returned %d", i, rc)
+        self.check_balloon(after, "cycle %d after restore" % i)
+        self.check_data()
+        self.r.cycles += 1
+        if (i + 1) % LEAK_SCAN_EVERY == 0:
+            self.leak_scan()
+
+    def cycles(self, n):
+        self.boot("cycles")
+        for i in range(n):
+            self.step("cycle %d" % i, lambda i=i: self.cycle(i))
+
+    def oom(self):
+        """The balloon takes most of the guest; swap off; a workload
+        that needs more than is left. The OOM notifier deflates."""
+        self.boot("oom", balloon_opts="deflate-on-oom=on")
+        g = self.g
+
+        def run():
+            g.sh("swapoff /dev/vda")
+            balloon = 480
+            g.set_balloon(balloon)
+            self.check_balloon(balloon, "oom: inflated")
+            avail = g.meminfo()["MemAvailable"] // MiB
+            want = avail + 160
+            self.log("torture: oom: %d MiB available, workload %d MiB" % (
+                avail, want))
+            g.sh("bs4-memwalk %d /tmp/oom.state >/tmp/oom.log 2>&1 &" %
+                 want)
+            deadline = time.monotonic() + 300 * g.timeout_scale
+            while True:
+                st = g.sh("cat /tmp/oom.state 2>/dev/null; echo; "
+                          "pidof bs4-memwalk | wc -w")
+                if "MISMATCH" in st:
+                    self.r.checksum += 1
+                    raise Failure("oom workload: %s" % st.strip())
+                if re.search(r"pass [1-9]", st):
+                    break
+                check(time.monotonic() < deadline,
+                      "oom workload made no pass: %s", st.strip())
+                time.sleep(2)
+            dbg = g.debugfs()
+            check(int(dbg["oom_deflated"]) > 0,
+                  "the OOM notifier deflated nothing: %s", dbg)
+            dmesg = g.dmesg()
+            check("Killed process" not in dmesg and
+                  "oom-kill" not in dmesg, "something was OOM-killed")
+            check(int(g.sh("pidof bs4-memwalk | wc -w").strip()) == 2,
+                  "a workload died: %s", g.sh("cat /tmp/memwalk.log "
+                                              "/tmp/oom.log"))
+            now = g.balloon_mb()
+            check(now < balloon, "balloon still %.1f MiB", now)
+            self.log("torture: oom: balloon %d -> %.1f MiB, %s bpages "
+                     "to the OOM notifier" % (balloon, now,
+                                              dbg["oom_deflated"]))
+            # The newer of the two is the OOM workload.
+            g.sh("kill $(pidof bs4-memwalk | tr ' ' '\\n' | sort -n | "
+                 "tail -1); sleep 1; swapon /dev/vda")
+            scenarios.check_host(g, "oom: after: ")
+            self.check_data()
+        self.step("oom", run)
+
+    # -- fault injection ---------------------------------------------
+
+    def _fault_range(self):
+        """[start, end) of virtio_balloon's code, from kallsyms."""
+        out = self.g.sh("grep -E ' [tT] .*\\[virtio_balloon\\]$' "
+                        "/proc/kallsyms")
+        addrs = [int(ln.split()[0], 16) for ln in out.splitlines()]
+        check(addrs and min(addrs), "no virtio_balloon symbols")
+        return min(addrs), max(addrs) + 0x2000
+
+    def faults_set(self, which, prob, times):
+        """Fail @prob % of @which's allocations made from the driver's
+        code, at most @times in all."""
+        lo, hi = self._fault_range()
+        d = "%s/%s" % (FAULTS, which)
+        extra = {"fail_page_alloc": "echo N > %s/ignore-gfp-wait; "
+                                    "echo N > %s/ignore-gfp-highmem; "
+                                    "echo 0 > %s/min-order; " % (d, d, d),
+                 "failslab": "echo N > %s/ignore-gfp-wait; " % d}[which]
+        self.g.sh(extra +
+                  "echo 0x%x > %s/require-start; echo 0x%x > %s/require-end; "
+                  "echo 32 > %s/stacktrace-depth; echo 1 > %s/verbose; "
+                  "echo 0 > %s/interval; echo %d > %s/times; "
+                  "echo %d > %s/probability" % (lo, d, hi, d, d, d, d,
+                                                times, d, prob, d))
+
+    def faults_off(self, which, times):
+        """Stop @which; return the faults it injected of @times."""
+        d = "%s/%s" % (FAULTS, which)
+        left = int(self.g.sh("echo 0 > %s/probability; cat %s/times" %
+                             (d, d)).strip())
+        n = times - left
+        self.r.faults += n
+        return n
+
+    def faults(self):
+        self.boot("faults")
+        times = 1000000
+
+        def inflate_deflate():
+            g = self.g
+            # An inflate round ends at its first failed allocation, and
+            # one that got no page waits five seconds: one in a hundred
+            # keeps the inflate going, slower.
+            short = int(g.debugfs()["alloc_short"])
+            self.faults_set("fail_page_alloc", 1, times)
+            self.faults_set("failslab", 10, times)
+            g.set_balloon(384)
+            g.wait_balloon(None, timeout=120, stable=10)
+            g.set_balloon(64)
+            self.check_balloon(64, "faults: deflate with faults")
+            n = self.faults_off("fail_page_alloc", times)
+            n_slab = self.faults_off("failslab", times)
+            # Rounds that found no page: the driver backed off and retried.
+            short = int(g.debugfs()["alloc_short"]) - short
+            self.log("torture: faults: %d page and %d slab allocations "
+                     "failed while inflating and deflating; %d rounds "
+                     "retried" % (n, n_slab, short))
+            check(n > 0, "no page allocation failed while inflating")
+            self.r.handled += short
+            g.set_balloon(384)
+            self.check_balloon(384, "faults: inflate after the faults")
+            self.check_data()
+        self.step("faults: inflate and deflate", inflate_deflate)
+
+        def thaw():
+            g = self.g
+            # Every slab allocation made from the driver's code fails,
+            # up to ARMED of them: the thaw's queue setup cannot succeed,
+            # whichever fallback the transport tries.
+            g.set_balloon(128)
+            self.check_balloon(128, "faults: before thaw")
+            self.faults_set("failslab", 100, ARMED)
+            self.faults_set("fail_page_alloc", 100, ARMED)
+            g.sh(PM_TEST_DEVICES, timeout=300)
+            self.handle_failure("thaw", 128)
+        self.step("faults: thaw", thaw)
+
+        # A guest of its own: the broken device's pages stay out of use.
+        self.boot("faults-restore")
+
+        def restore():
+            g = self.g
+            g.set_balloon(256)
+            self.check_balloon(256, "faults: before restore")
+            # The image holds the armed faults: the restored kernel's own
+            # queue setup fails too (the hibernating one's thaw has
+            # failed already, after the snapshot).
+            self.faults_set("failslab", 100, ARMED)
+            self.faults_set("fail_page_alloc", 100, ARMED)
+            g.hibernate()
+            g.resume(balloon_mb=128)
+            self.handle_failure("restore", 128)
+        self.step("faults: restore", restore)
+
+    def handle_failure(self, what, target):
+        """After @what with every allocation from the driver's code failing:
+        the callback failed, the driver is broken and said so in one line;
+        rebinding it, the faults off, brings the balloon back to @target.
+        (Faults the hibernating kernel took after its snapshot are not in
+        the restored kernel's count.)"""
+        g = self.g
+        n = self.faults_off("failslab", ARMED)
+        n += self.faults_off("fail_page_alloc", ARMED)
+        check(n >= 1, "%s: no armed fault was injected", what)
+        text = g.dmesg()
+        lines = [ln for ln in text.splitlines() if DRIVER_FAIL.search(ln)]
+        dbg = g.debugfs()
+        self.log("torture: faults: %s: %d injected, state %s, %s" % (
+            what, n, dbg.get("state"), lines[-1] if lines else "no line"))
+        check(dbg.get("state") == "broken", "%s: the driver is %s with every "
+              "allocation failing", what, dbg.get("state"))
+        check(len(lines) == self.expected_fail_lines + 1 and
+              "%s: cannot" % what in lines[-1],
+              "%s: %d driver failure lines, want 1 new from %s: %s", what,
+              len(lines) - self.expected_fail_lines, what, lines)
+        self.expected_fail_lines += 1
+        held = int(dbg["balloon_pages"]) // BPAGES_PER_MB
+        dev = g.sh("basename $(readlink /sys/bus/virtio/drivers/"
+                   "virtio_balloon/virtio*)").strip()
+        g.sh("echo %s > /sys/bus/virtio/drivers/virtio_balloon/unbind && "
+             "echo %s > /sys/bus/virtio/drivers/virtio_balloon/bind" %
+             (dev, dev))
+        # Remove of a broken device logs what it could not hand back.
+        self.expected_fail_lines += 1 if held else 0
+        self.lost_mb += held
+        if what == "thaw":
+            # The same QEMU: it still holds them.
+            if g.runs != self.lost_run:
+                self.lost_host, self.lost_run = 0, g.runs
+            self.lost_host += held
+        self.r.abandoned_mb += held
+        self.r.handled += 1
+        self.check_balloon(target, "faults: %s, rebound" % what)
+        self.check_data()
+
+    # -- target storm ------------------------------------------------
+
+    def storm(self):
+        self.boot("storm")
+        g = self.g
+        stop = threading.Event()
+        # Targets QEMU took in each window: the same rng as the rest.
+        sent = {}
+        window = ["before"]
+        rng = random.Random(self.rng.random())
+
+        def blow():
+            while not stop.is_set():
+                try:
+                    g.set_balloon(rng.randrange(0, MAX_BALLOON_MB + 1, 8))
+                    sent[window[0]] = sent.get(window[0], 0) + 1
+                except vm.GuestError:
+                    pass                    # QEMU gone, or not yet there
+                except (OSError, ValueError, AttributeError):
+                    if g.proc and g.proc.poll() is None and g.qmp:
+                        raise
+                stop.wait(0.05)
+
+        def run():
+            t = threading.Thread(target=blow, daemon=True)
+            t.start()
+            try:
+                time.sleep(3)
+                window[0] = "freeze and thaw"
+                g.sh(PM_TEST_DEVICES, timeout=300)
+                window[0] = "hibernation"
+                g.hibernate()
+                window[0] = "restore"
+                g.resume()
+                time.sleep(3)
+            finally:
+                stop.set()
+                t.join()
+            self.log("torture: storm: targets sent %s" % sent)
+            for w in ("freeze and thaw", "hibernation", "restore"):
+                check(sent.get(w, 0) > 0, "storm: no target sent during "
+                      "the %s", w)
+            final = self.rng.randrange(0, MAX_BALLOON_MB + 1, 16)
+            g.set_balloon(final)
+            self.check_balloon(final, "storm: settled")
+            self.check_data()
+        self.step("storm", run)
+
+    # -- module reload mid-inflate -----------------------------------
+
+    def reload(self, n=3):
+        self.boot("reload")
+        g = self.g
+
+        def run():
+            for i in range(n):
+                target = self.rng.randrange(256, MAX_BALLOON_MB + 1, 16)
+                g.set_balloon(0)
+                self.check_balloon(0, "reload %d: empty" % i)
+                g.set_balloon(target)
+                # Somewhere in the inflate: wait for a random share of it.
+                share = self.rng.uniform(0.1, 0.6)
+                dbg = "/sys/kernel/debug/virtio_balloon/*/status"
+                held = int(g.sh(
+                    "i=0; while [ $i -lt 600 ]; do "
+                    "b=$(sed -n 's/^balloon_pages: //p' %s); "
+                    "[ \"${b:-0}\" -ge %d ] && break; sleep 0.05; "
+                    "i=$((i+1)); done; "
+                    "b=$(sed -n 's/^balloon_pages: //p' %s); "
+                    "rmmod virtio_balloon && echo $b" % (
+                        dbg, int(target * share * BPAGES_PER_MB), dbg),
+                    timeout=120).split()[-1])
+                check(0 < held < target * BPAGES_PER_MB,
+                      "reload %d: rmmod with %d of %d pages, not in the "
+                      "middle of the inflate", i, held,
+                      target * BPAGES_PER_MB)
+                total = scenarios.memtotal(g)
+                check(abs(total - self.base) <= MiB,
+                      "reload %d: MemTotal %d after rmmod, was %d", i,
+                      total, self.base)
+                check(g.balloon_mb() < 1, "reload %d: QMP balloon %.1f "
+                      "MiB after rmmod", i, g.balloon_mb())
+                g.sh("insmod /lib/balloon/virtio_balloon.ko")
+                self.check_balloon(target, "reload %d: after insmod" % i)
+            self.check_data()
+        self.step("reload", run)
+
+
+def run(make_guest, log, seed=None, cycles=50, phases=None):
+    """The torture run; returns its Report. @phases: names to run
+    (default all): cycles, oom, faults, storm, reload."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    r = Report(seed)
+    log("torture: seed %d (repeat with --seed %d)" % (seed, seed))
+    t = Torture(make_guest, log, random.Random(seed), r)
+    todo = phases or ["faults", "oom", "storm", "reload", "cycles"]
+    try:
+        for name in todo:
+            t0 = time.monotonic()
+            if name == "cycles":
+                t.cycles(cycles)
+            else:
+                getattr(t, name)()
+            log("torture: %s done in %.0fs" % (name, time.monotonic() - t0))
+            t.close()
+    except (Failure, vm.GuestError) as e:
+        # A guest that could not even boot: nothing further can run.
+        t.fail("boot", e)
+    finally:
+        t.close()
+    return r
