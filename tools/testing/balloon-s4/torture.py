@@ -111,7 +111,6 @@ class Torture:
         self.g = None
         self.base = 0
         self.digest = None
-        self.walk_pass = 0
         self.splat_seen = 0
         # MiB the driver left out of use when a broken device went away:
         # MemTotal is short by that much for the rest of the guest's life,
@@ -134,7 +133,6 @@ class Torture:
         self.digest = scenarios.write_data(self.g, DATA_MB)
         self.g.sh("bs4-memwalk %d %s >/tmp/memwalk.log 2>&1 &" %
                   (WALK_MB, WALK_STATE))
-        self.walk_pass = 0
         self.wait_walk()
         return self.g
 
