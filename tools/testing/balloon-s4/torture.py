@@ -114,7 +114,8 @@ class Torture:
         self.splat_seen = 0
         # MiB the driver left out of use when a broken device went away:
         # MemTotal is short by that much for the rest of the guest's life,
-        # and this QEMU still holds those of them it was given.
+        # and this QEMU still holds those of them it was given (lost_host,
+        # in bpages).
         self.lost_mb = 0
         self.lost_host = self.lost_run = 0
         # Driver failure lines this test caused on purpose.
@@ -215,7 +216,7 @@ class Torture:
               "left by a broken device", what, gone, mb, self.lost_mb)
         # A new QEMU has none of the pages an old one was left with.
         lost = self.lost_host if g.runs == self.lost_run else 0
-        scenarios.check_host(g, what + ": ", abandoned=lost * BPAGES_PER_MB)
+        scenarios.check_host(g, what + ": ", abandoned=lost)
 
     def new_splats(self):
         """(reports not seen before, the first of them in one line) in
@@ -489,7 +490,9 @@ class Torture:
               "%s: %d driver failure lines, want 1 new from %s: %s", what,
               len(lines) - self.expected_fail_lines, what, lines)
         self.expected_fail_lines += 1
-        held = int(dbg["balloon_pages"]) // BPAGES_PER_MB
+        # Counted in bpages: a give-back for the image leaves no whole MiB.
+        held_pages = int(dbg["balloon_pages"])
+        held = held_pages / BPAGES_PER_MB
         dev = g.sh("basename $(readlink /sys/bus/virtio/drivers/"
                    "virtio_balloon/virtio*)").strip()
         g.sh("echo %s > /sys/bus/virtio/drivers/virtio_balloon/unbind && "
@@ -502,8 +505,8 @@ class Torture:
             # The same QEMU: it still holds them.
             if g.runs != self.lost_run:
                 self.lost_host, self.lost_run = 0, g.runs
-            self.lost_host += held
-        self.r.abandoned_mb += held
+            self.lost_host += held_pages
+        self.r.abandoned_mb += round(held)
         self.r.handled += 1
         self.check_balloon(target, "faults: %s, rebound" % what)
         self.check_data()
