@@ -51,7 +51,12 @@ static void state(const char *path, const char *line)
 
 int main(int argc, char **argv)
 {
-	uint64_t pass, i, n, *mem;
+	/*
+	 * volatile: every pass must really read what the last one wrote,
+	 * not what the compiler knows it wrote.
+	 */
+	volatile uint64_t *mem;
+	uint64_t pass, i, n;
 	char line[256];
 	size_t bytes;
 
@@ -63,7 +68,7 @@ int main(int argc, char **argv)
 	n = bytes / sizeof(*mem);
 	mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
+	if (mem == (volatile uint64_t *)MAP_FAILED) {
 		perror("mmap");
 		return 1;
 	}
