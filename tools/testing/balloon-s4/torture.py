@@ -9,7 +9,8 @@ first and accepted back with --seed, so a failing run can be repeated.
   cycles   hibernate/resume cycles (and some pm_test freeze/thaw ones),
            each with a random balloon before and a random target set by
            the resuming host; a memwalk process (memwalk.c) checks its
-           own memory the whole time and a tmpfs file its checksum
+           own memory the whole time and a tmpfs file its checksum. The
+           cycles are shared out among LANES guests running at once
   oom      deflate-on-oom offered, swap off, a workload bigger than what
            is left beside the balloon: the OOM notifier deflates, nothing
            is killed
@@ -21,8 +22,8 @@ first and accepted back with --seed, so a failing run can be repeated.
 
 After each step: QEMU (the host witness), the driver and QMP agree on the
 balloon, MemTotal is what the balloon leaves, the workload's data is
-intact, and the kernel log holds no new report; kmemleak is scanned
-every few cycles and at the end of each guest.
+intact, and the kernel log holds no new report; kmemleak scans after
+every cycle and at the end of each guest.
 
 The report: cycles run, faults injected, faults the driver handled (it
 logged the failure and kept a defined state), then failures (a check
@@ -30,17 +31,17 @@ that did not hold), leaks, splats and checksum failures, which must all
 be 0.
 """
 
-import os
+import itertools
 import random
 import re
 import threading
 import time
+import traceback
 
 import scenarios
 import vm
 from scenarios import Failure, MiB, check
 
-MEM_MB = scenarios.MEM_MB
 BPAGES_PER_MB = scenarios.BPAGES_PER_MB
 # The workload: anonymous memory memwalk keeps rewriting and checking.
 WALK_MB = 96
@@ -49,8 +50,10 @@ DATA_MB = 32
 # Balloon sizes drawn for the cycles, in MiB: up to what the debug
 # kernel, the workload and the tmpfs file leave room for.
 MAX_BALLOON_MB = 512
-# A kmemleak scan of the whole guest takes a while under TCG.
-LEAK_SCAN_EVERY = 10
+# Cycles run in this many guests at once: one TCG vCPU, so about one
+# host core, each.
+LANES = 2
+PHASES = ["faults", "oom", "storm", "reload", "cycles"]
 # Slab faults armed for a thaw or a restore: more than the callback makes
 # allocations, however often the transport retries.
 ARMED = 1000
@@ -78,6 +81,14 @@ class Report:
         # What the splat, leak and checksum counts stand for.
         self.details = []
         self.abandoned_mb = 0
+
+    def add(self, other):
+        """Count @other's (another lane's) figures in too."""
+        for k in ("cycles", "thaws", "faults", "handled", "leaks", "splats",
+                  "checksum", "abandoned_mb"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.failures += other.failures
+        self.details += other.details
 
     def bad(self):
         return (len(self.failures) + self.leaks + self.splats +
@@ -109,6 +120,7 @@ class Torture:
         self.rng = rng
         self.r = report
         self.g = None
+        self.name = None
         self.base = 0
         self.digest = None
         self.splat_seen = 0
@@ -125,6 +137,7 @@ class Torture:
 
     def boot(self, name, **kw):
         self.close()
+        self.name = name
         self.g = self.make_guest("torture-" + name, **kw)
         self.g.boot()
         self.base = scenarios.memtotal(self.g)
@@ -201,19 +214,7 @@ class Torture:
         device left behind, for MemTotal)."""
         g = self.g
         g.wait_balloon(mb, timeout=300)
-        qmp = g.balloon_mb()
-        dbg = g.debugfs()
-        total = scenarios.memtotal(g)
-        tol = MEM_MB / 100
-        check(abs(qmp - mb) <= tol, "%s: QMP balloon %.1f MiB, want %d",
-              what, qmp, mb)
-        check(int(dbg["balloon_pages"]) == round(qmp * BPAGES_PER_MB),
-              "%s: driver holds %s pages, QMP says %.1f MiB", what,
-              dbg["balloon_pages"], qmp)
-        gone = (self.base - total) / MiB
-        check(abs(gone - mb - self.lost_mb) <= tol,
-              "%s: MemTotal short by %.1f MiB, balloon %d MiB, %d MiB "
-              "left by a broken device", what, gone, mb, self.lost_mb)
+        scenarios.assert_balloon(g, self.base, mb, what + ": ", self.lost_mb)
         # A new QEMU has none of the pages an old one was left with.
         lost = self.lost_host if g.runs == self.lost_run else 0
         scenarios.check_host(g, what + ": ", abandoned=lost)
@@ -247,19 +248,16 @@ class Torture:
               "%s: %d driver failure lines, %d expected: %s", what,
               len(lines), self.expected_fail_lines, lines[-1:])
 
-    def leak_scan(self):
-        """A kmemleak scan; the objects it found are counted."""
-        g = self.g
-        kl = "/sys/kernel/debug/kmemleak"
-        g.sh("echo scan > %s && sleep 5 && echo scan > %s" % (kl, kl),
-             timeout=300)
-        found, kept = scenarios.leaks(g.sh("cat %s" % kl))
+    def leak_scan(self, scans=2):
+        """A kmemleak scan; the objects it found are counted. One scan is
+        enough where the last one was a cycle ago (kmemleak_report())."""
+        _, kept = scenarios.kmemleak_report(self.g, scans)
+        # Each object counted once: the next report starts empty.
+        self.g.sh("echo clear > /sys/kernel/debug/kmemleak")
         if kept:
             self.r.leaks += len(kept)
             raise Failure("kmemleak: %d unreferenced objects, first: %s" % (
                 len(kept), scenarios.leak_summary(kept[0])))
-        # Reported once: the next scan's report starts empty.
-        g.sh("echo clear > %s" % kl)
 
     def step(self, what, fn):
         """Run one step; a failure is counted and the guest replaced."""
@@ -281,24 +279,26 @@ class Torture:
             else:
                 self.log("torture: FAIL %s: %s" % (what, e))
                 self.r.details.append("%s: %s" % (what, e))
-            name = os.path.basename(self.g.dir) if self.g else "guest"
             try:
                 self.g.kill()
             except Exception:                       # noqa: BLE001
                 pass
             self.g = None
-            self.boot(name.replace("torture-", "") + "-again")
+            self.boot(self.name + "-again")
             return False
 
     # -- phases ------------------------------------------------------
 
     def cycle(self, i):
         """One hibernation resumed in a new QEMU; one in four is preceded
-        by a pm_test freeze and thaw in the same VM."""
+        by a pm_test freeze and thaw in the same VM. What is drawn for
+        cycle @i depends on the seed and @i alone, whichever lane runs
+        it."""
         g = self.g
-        before = self.rng.randrange(0, MAX_BALLOON_MB + 1, 16)
-        thaw = self.rng.random() < 0.25
-        after = self.rng.choice([0, 0, self.rng.randrange(16, 513, 16)])
+        rng = random.Random("%d:cycle:%d" % (self.r.seed, i))
+        before = rng.randrange(0, MAX_BALLOON_MB + 1, 16)
+        thaw = rng.random() < 0.25
+        after = rng.choice([0, 0, rng.randrange(16, 513, 16)])
         self.log("torture: cycle %d: balloon %d MiB,%s host target %d MiB "
                  "at resume" % (i, before, " a thaw," if thaw else "",
                                 after))
@@ -314,14 +314,17 @@ class Torture:
         check(rc == 0, "cycle %d: echo disk returned %d", i, rc)
         self.check_balloon(after, "cycle %d after restore" % i)
         self.check_data()
+        self.leak_scan(scans=1)
         self.r.cycles += 1
-        if (i + 1) % LEAK_SCAN_EVERY == 0:
-            self.leak_scan()
 
-    def cycles(self, n):
-        self.boot("cycles")
-        for i in range(n):
+    def cycles(self, take, lane):
+        """Cycles until take() has no number left for another."""
+        i = take()
+        if i is not None:
+            self.boot("cycles-%d" % lane)
+        while i is not None:
             self.step("cycle %d" % i, lambda i=i: self.cycle(i))
+            i = take()
 
     def oom(self):
         """The balloon takes most of the guest; swap off; a workload
@@ -376,12 +379,19 @@ class Torture:
     # -- fault injection ---------------------------------------------
 
     def _fault_range(self):
-        """[start, end) of virtio_balloon's code, from kallsyms."""
-        out = self.g.sh("grep -E ' [tT] .*\\[virtio_balloon\\]$' "
-                        "/proc/kallsyms")
-        addrs = [int(ln.split()[0], 16) for ln in out.splitlines()]
-        check(addrs and min(addrs), "no virtio_balloon symbols")
-        return min(addrs), max(addrs) + 0x2000
+        """[start, end) of virtio_balloon's code: its first text symbol in
+        /proc/kallsyms, and the first address past its last one that some
+        other symbol has (no slack that could take in the next module)."""
+        out = self.g.sh(
+            "sort /proc/kallsyms | awk '"
+            "$2 ~ /^[tT]$/ && /\\[virtio_balloon\\]$/ "
+            "{ if (lo == \"\") lo = $1; hi = $1; end = \"\"; next } "
+            "hi != \"\" && end == \"\" && $1 != hi { end = $1 } "
+            "END { print lo, end }'").split()
+        check(len(out) == 2, "virtio_balloon's code not in kallsyms: %s", out)
+        lo, hi = (int(a, 16) for a in out)
+        check(0 < lo < hi, "virtio_balloon's code at [%x, %x)", lo, hi)
+        return lo, hi
 
     def faults_set(self, which, prob, times):
         """Fail @prob % of @which's allocations made from the driver's
@@ -398,6 +408,13 @@ class Torture:
                   "echo 0 > %s/interval; echo %d > %s/times; "
                   "echo %d > %s/probability" % (lo, d, hi, d, d, d, d,
                                                 times, d, prob, d))
+
+    def faults_arm_all(self):
+        """Every allocation made from the driver's code fails, up to ARMED
+        slab and ARMED page allocations: a queue setup cannot succeed,
+        whichever fallback the transport tries."""
+        self.faults_set("failslab", 100, ARMED)
+        self.faults_set("fail_page_alloc", 100, ARMED)
 
     def faults_off(self, which, times):
         """Stop @which; return the faults it injected of @times."""
@@ -440,13 +457,9 @@ class Torture:
 
         def thaw():
             g = self.g
-            # Every slab allocation made from the driver's code fails,
-            # up to ARMED of them: the thaw's queue setup cannot succeed,
-            # whichever fallback the transport tries.
             g.set_balloon(128)
             self.check_balloon(128, "faults: before thaw")
-            self.faults_set("failslab", 100, ARMED)
-            self.faults_set("fail_page_alloc", 100, ARMED)
+            self.faults_arm_all()
             g.sh(PM_TEST_DEVICES, timeout=300)
             self.handle_failure("thaw", 128)
         self.step("faults: thaw", thaw)
@@ -461,8 +474,7 @@ class Torture:
             # The image holds the armed faults: the restored kernel's own
             # queue setup fails too (the hibernating one's thaw has
             # failed already, after the snapshot).
-            self.faults_set("failslab", 100, ARMED)
-            self.faults_set("fail_page_alloc", 100, ARMED)
+            self.faults_arm_all()
             g.hibernate()
             g.resume(balloon_mb=128)
             self.handle_failure("restore", 128)
@@ -599,27 +611,56 @@ class Torture:
         self.step("reload", run)
 
 
-def run(make_guest, log, seed=None, cycles=50, phases=None):
+def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
     """The torture run; returns its Report. @phases: names to run
-    (default all): cycles, oom, faults, storm, reload."""
+    (default all): cycles, oom, faults, storm, reload. The first lane
+    runs the phases other than cycles, then joins the others in taking
+    the cycles one by one."""
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
-    r = Report(seed)
     log("torture: seed %d (repeat with --seed %d)" % (seed, seed))
-    t = Torture(make_guest, log, random.Random(seed), r)
-    todo = phases or ["faults", "oom", "storm", "reload", "cycles"]
-    try:
-        for name in todo:
-            t0 = time.monotonic()
-            if name == "cycles":
-                t.cycles(cycles)
-            else:
-                getattr(t, name)()
-            log("torture: %s done in %.0fs" % (name, time.monotonic() - t0))
+    todo = phases or PHASES
+    n = cycles if "cycles" in todo else 0
+    taken = itertools.count()
+    lock = threading.Lock()
+
+    def take():
+        with lock:
+            i = next(taken)
+        return i if i < n else None
+
+    reports = [Report(seed) for _ in range(lanes)]
+
+    def lane(k):
+        def lane_log(msg):
+            log(msg.replace("torture:", "torture[%d]:" % k, 1)
+                if lanes > 1 else msg)
+        t = Torture(make_guest, lane_log, random.Random(seed), reports[k])
+        try:
+            for name in (todo if k == 0 else ["cycles"]):
+                t0 = time.monotonic()
+                if name == "cycles":
+                    t.cycles(take, k)
+                else:
+                    getattr(t, name)()
+                lane_log("torture: %s done in %.0fs" % (
+                    name, time.monotonic() - t0))
+                t.close()
+        except (Failure, vm.GuestError) as e:
+            # A guest that could not even boot: this lane cannot go on.
+            t.fail("boot", e)
+        except Exception:                                # harness bug
+            t.fail("harness", traceback.format_exc())
+        finally:
             t.close()
-    except (Failure, vm.GuestError) as e:
-        # A guest that could not even boot: nothing further can run.
-        t.fail("boot", e)
-    finally:
-        t.close()
+
+    threads = [threading.Thread(target=lane, args=(k,)) for k in
+               range(lanes)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    r = reports[0]
+    for other in reports[1:]:
+        r.add(other)
     return r
