@@ -301,7 +301,8 @@ class Runner:
                 os.path.getmtime(out) < os.path.getmtime(src):
             r = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Wextra",
                                 "-Werror", "-o", out, src],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
             if r.returncode:
                 raise SystemExit("cannot build memwalk:\n" +
                                  r.stdout.decode(errors="replace"))
@@ -323,9 +324,12 @@ class Runner:
             if series == DEBUG:
                 kw["timeout_scale"] = DEBUG_TIMEOUT_SCALE
                 kw["mem_mb"] += DEBUG_EXTRA_MB
-                kw["append"] = (kw.get("append", "") + " " +
-                                DEBUG_APPEND).strip()
-            return vm.Guest(d, kernel, initrd, log=log, **kw)
+                # Theirs after ours: a guest may take back what we ask.
+                kw["append"] = (DEBUG_APPEND + " " +
+                                kw.get("append", "")).strip()
+            g = vm.Guest(d, kernel, initrd, log=log, **kw)
+            g.debug_kernel = series == DEBUG
+            return g
         return guest_kernel("6.1"), make_guest
 
     def scenarios(self, make_guest, only=None, extra=()):
@@ -728,6 +732,12 @@ def cmd_bench(args):
 def cmd_torture(args):
     """make torture: torture.py on the debug kernel, its report, and rc 1
     if a failure, leak, splat or checksum failure was counted."""
+    phases = args.phases.split(",") if args.phases else None
+    unknown = set(phases or []) - set(torture.PHASES)
+    if unknown:
+        log("torture: no such phase: %s (there are %s)" % (
+            ", ".join(sorted(unknown)), ", ".join(torture.PHASES)))
+        return 2
     r = Runner(args.build_dir)
     t0 = time.monotonic()
     kc = kernel_checks.KernelChecks(r.record, log)
@@ -738,7 +748,6 @@ def cmd_torture(args):
         log("torture: no debug kernel: %s" % _DEBUG["error"])
         return 1
     _, make_guest = r.guest_setup({})
-    phases = args.phases.split(",") if args.phases else None
     rep = torture.run(Runner._on_kernel(make_guest, DEBUG), log,
                       seed=args.seed, cycles=args.cycles, phases=phases)
     log("")

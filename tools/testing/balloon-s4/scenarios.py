@@ -326,13 +326,16 @@ def check_stats(g):
     check(int(g.debugfs()["stats_sent"]) >= 1, "driver answered no poll")
 
 
-def held_at_snapshot(dbg, balloon_bpages):
+def held_at_snapshot(g, dbg, balloon_bpages):
     """Bpages a balloon of @balloon_bpages held in the image, from the
     restored driver's counters (@dbg): less what it gave back for the
-    image, plus what it took back at freeze. Both are 0 where the guest
-    had room enough (a 1 GiB guest on Debian's kernels)."""
-    return (balloon_bpages - int(dbg["hib_given"]) +
-            int(dbg["hib_taken_back"]))
+    image, plus what it took back at freeze. Both must be 0 where the
+    guest has room enough: a 1 GiB guest on a production kernel."""
+    given, taken = int(dbg["hib_given"]), int(dbg["hib_taken_back"])
+    check(g.debug_kernel or given == taken == 0,
+          "%d pages given back for the image, %d taken back, on a guest "
+          "with room for it", given, taken)
+    return balloon_bpages - given + taken
 
 
 def restore_drop_us(g, text=None):
@@ -414,7 +417,8 @@ def _hibernate_cycle(ctx, series):
           "image %d pages with a %d MiB balloon, %d without", pages1,
           HALF_MB, pages0)
     drop_mb, drop_us = restore_drop_us(g)
-    want = held_at_snapshot(dbg, HALF_MB * BPAGES_PER_MB) // BPAGES_PER_MB
+    want = (held_at_snapshot(g, dbg, HALF_MB * BPAGES_PER_MB) //
+            BPAGES_PER_MB)
     check(drop_mb == want, "restore dropped %s MiB, want %d", drop_mb,
           want)
     check_first_stats(g)
@@ -460,7 +464,7 @@ def s3_restore_nonzero_target(ctx):
     g.wait_balloon(256)
     assert_balloon(g, base, 256, "after restore: ")
     dbg = g.debugfs()
-    want = held_at_snapshot(dbg, HALF_MB * BPAGES_PER_MB)
+    want = held_at_snapshot(g, dbg, HALF_MB * BPAGES_PER_MB)
     check(int(dbg["restore_dropped"]) == want,
           "restore dropped %s pages, want %d", dbg["restore_dropped"],
           want)
@@ -505,8 +509,10 @@ def s4_pm_test_devices(ctx):
           "pm_test=devices: thawed=%s restored=%s", dbg["thawed"],
           dbg["restored"])
     # Only the give-back for the image, where the guest is short of room
-    # for it (the debug kernel's), is deflated; 0 on Debian's kernels.
+    # for it (the debug kernel's), is deflated; none on Debian's kernels.
     given = int(dbg["hib_given"]) - int(before["hib_given"])
+    check(g.debug_kernel or given == 0, "%d pages given back for the image "
+          "on a guest with room for it", given)
     check(int(dbg["deflated"]) - int(before["deflated"]) == given,
           "balloon deflated across a thaw beyond the %d pages given back "
           "for the image (%s -> %s pages)", given, before["deflated"],

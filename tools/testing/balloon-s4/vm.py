@@ -312,6 +312,9 @@ class Guest:
         self.console_off = 0
         self.trace = trace
         self.append = append
+        # A kernel built with the checkers (run.py's debug series): short
+        # of room where a production kernel is not.
+        self.debug_kernel = False
         self.balloon_dev = "virtio-balloon-pci,id=balloon0"
         if balloon_opts:
             self.balloon_dev += "," + balloon_opts
