@@ -58,6 +58,10 @@ PHASES = ["faults", "oom", "storm", "reload", "cycles"]
 # allocations, however often the transport retries.
 ARMED = 1000
 FAULTS = "/sys/kernel/debug"
+# What lib/fault-inject.c prints for each fault; with verbose 2 the stack
+# follows, where the driver's frames say which of its paths it hit.
+FAULT_LINE = "FAULT_INJECTION: forcing a failure."
+OUR_FRAME = re.compile(r"\b(\w+)\+0x[0-9a-f]+/0x[0-9a-f]+ \[virtio_balloon\]")
 # The driver's one line for a failure it handled (vb_send_failed(),
 # vb_restore()'s err_broken, remove of a broken device).
 DRIVER_FAIL = re.compile(r"virtio_balloon \S+: .*(cannot|failed)")
@@ -114,13 +118,16 @@ class Report:
 class Torture:
     """One guest at a time, checked after every step."""
 
-    def __init__(self, make_guest, log, rng, report):
+    def __init__(self, make_guest, log, rng, report, init_on_free=False):
         self.make_guest = make_guest
         self.log = log
         self.rng = rng
         self.r = report
         self.g = None
         self.name = None
+        # The debug guests boot with page poisoning, which takes over from
+        # init_on_free: page_poison=0, after it, leaves init_on_free on.
+        self.init_on_free = init_on_free
         self.base = 0
         self.digest = None
         self.splat_seen = 0
@@ -138,8 +145,14 @@ class Torture:
     def boot(self, name, **kw):
         self.close()
         self.name = name
+        if self.init_on_free:
+            kw["append"] = (kw.get("append", "") + " page_poison=0").strip()
         self.g = self.make_guest("torture-" + name, **kw)
         self.g.boot()
+        auto = self.g.sh("dmesg | grep -o 'mem auto-init: stack.*'").strip()
+        check(auto.endswith("heap free:%s" % (
+            "on" if self.init_on_free else "off")),
+            "%s: not what the guest was booted for: %s", name, auto)
         self.base = scenarios.memtotal(self.g)
         self.lost_mb = self.lost_host = 0
         self.splat_seen = 0
@@ -229,7 +242,9 @@ class Torture:
         for run in range(1, len(g.consoles) + 1):
             text = g.console_text(run)
             for m in scenarios.BAD_LOG.finditer(text):
-                line = text[text.rfind("\n", 0, m.start()) + 1:]
+                end = text.find("\n", m.start())
+                line = text[text.rfind("\n", 0, m.start()) + 1:
+                            end if end >= 0 else len(text)]
                 if not DRIVER_FAIL.match(line.split("] ", 1)[-1]):
                     bad.append((text, m.start()))
         new = bad[self.splat_seen:]
@@ -265,20 +280,32 @@ class Torture:
             fn()
             self.check_log(what)
             return True
-        except (Failure, vm.GuestError) as e:
+        except Exception as e:                      # noqa: BLE001
+            if not isinstance(e, (Failure, vm.GuestError)):
+                # A harness bug, or output it did not expect: counted, and
+                # the lane goes on.
+                e = Failure("%s: %s" % (type(e).__name__,
+                                        traceback.format_exc()))
             before = (self.r.splats, self.r.leaks, self.r.checksum)
-            if isinstance(e, vm.GuestError):
-                # A report vm.CRASH stopped the guest for is a splat.
-                try:
-                    self.new_splats()
-                except OSError:
-                    pass
+            # A report vm.CRASH stopped the guest for is a splat.
+            try:
+                self.new_splats()
+            except OSError:
+                pass
             after = (self.r.splats, self.r.leaks, self.r.checksum)
             if after == before and not self._counted(e):
                 self.fail(what, e)
             else:
                 self.log("torture: FAIL %s: %s" % (what, e))
                 self.r.details.append("%s: %s" % (what, e))
+            # The leaks of a guest still up, counted before it goes.
+            try:
+                if self.g.proc.poll() is None:
+                    self.leak_scan()
+            except Failure as leak:
+                self.r.details.append("%s: %s" % (what, leak))
+            except Exception:                       # noqa: BLE001
+                pass
             try:
                 self.g.kill()
             except Exception:                       # noqa: BLE001
@@ -393,9 +420,10 @@ class Torture:
         check(0 < lo < hi, "virtio_balloon's code at [%x, %x)", lo, hi)
         return lo, hi
 
-    def faults_set(self, which, prob, times):
+    def faults_set(self, which, prob, times, verbose=1):
         """Fail @prob % of @which's allocations made from the driver's
-        code, at most @times in all."""
+        code, at most @times in all. @verbose 2: each with its stack on
+        the console, for faults_by_caller()."""
         lo, hi = self._fault_range()
         d = "%s/%s" % (FAULTS, which)
         extra = {"fail_page_alloc": "echo N > %s/ignore-gfp-wait; "
@@ -404,17 +432,33 @@ class Torture:
                  "failslab": "echo N > %s/ignore-gfp-wait; " % d}[which]
         self.g.sh(extra +
                   "echo 0x%x > %s/require-start; echo 0x%x > %s/require-end; "
-                  "echo 32 > %s/stacktrace-depth; echo 1 > %s/verbose; "
+                  "echo 32 > %s/stacktrace-depth; echo %d > %s/verbose; "
                   "echo 0 > %s/interval; echo %d > %s/times; "
-                  "echo %d > %s/probability" % (lo, d, hi, d, d, d, d,
-                                                times, d, prob, d))
+                  "echo %d > %s/probability" % (lo, d, hi, d, d, verbose, d,
+                                                d, times, d, prob, d))
 
-    def faults_arm_all(self):
-        """Every allocation made from the driver's code fails, up to ARMED
-        slab and ARMED page allocations: a queue setup cannot succeed,
-        whichever fallback the transport tries."""
-        self.faults_set("failslab", 100, ARMED)
-        self.faults_set("fail_page_alloc", 100, ARMED)
+    def faults_arm(self, prob):
+        """@prob % of the allocations made from the driver's code fail, up
+        to ARMED slab and ARMED page allocations, each with its stack: at
+        100 a queue setup cannot succeed, whichever fallback the transport
+        tries; below, it may, or fail at a later allocation than the
+        first."""
+        self.faults_set("failslab", prob, ARMED, verbose=2)
+        self.faults_set("fail_page_alloc", prob, ARMED, verbose=2)
+
+    def faults_by_caller(self):
+        """{the outermost of the driver's functions on the stack: faults}
+        for the faults reported with their stack on every console of the
+        guest so far, and the count of those that had none of them."""
+        by = {}
+        for run in range(1, len(self.g.consoles) + 1):
+            chunks = self.g.console_text(run).split(FAULT_LINE)
+            for chunk in chunks[1:]:
+                frames = OUR_FRAME.findall("\n".join(
+                    chunk.splitlines()[:80]))
+                key = frames[-1] if frames else "(none)"
+                by[key] = by.get(key, 0) + 1
+        return by
 
     def faults_off(self, which, times):
         """Stop @which; return the faults it injected of @times."""
@@ -455,14 +499,19 @@ class Torture:
             self.check_data()
         self.step("faults: inflate and deflate", inflate_deflate)
 
-        def thaw():
+        def thaw(prob):
             g = self.g
             g.set_balloon(128)
             self.check_balloon(128, "faults: before thaw")
-            self.faults_arm_all()
+            before = self.faults_by_caller()
+            self.faults_arm(prob)
             g.sh(PM_TEST_DEVICES, timeout=300)
-            self.handle_failure("thaw", 128)
-        self.step("faults: thaw", thaw)
+            self.after_faults("thaw", 128, before, must_break=prob == 100)
+        self.step("faults: thaw, every allocation failing",
+                  lambda: thaw(100))
+        prob = self.rng.choice([20, 35, 50])
+        self.step("faults: thaw, %d%% of allocations failing" % prob,
+                  lambda: thaw(prob))
 
         # A guest of its own: the broken device's pages stay out of use.
         self.boot("faults-restore")
@@ -471,32 +520,50 @@ class Torture:
             g = self.g
             g.set_balloon(256)
             self.check_balloon(256, "faults: before restore")
+            before = self.faults_by_caller()
             # The image holds the armed faults: the restored kernel's own
             # queue setup fails too (the hibernating one's thaw has
             # failed already, after the snapshot).
-            self.faults_arm_all()
+            self.faults_arm(100)
             g.hibernate()
             g.resume(balloon_mb=128)
-            self.handle_failure("restore", 128)
+            self.after_faults("restore", 128, before, must_break=True)
         self.step("faults: restore", restore)
 
-    def handle_failure(self, what, target):
-        """After @what with every allocation from the driver's code failing:
-        the callback failed, the driver is broken and said so in one line;
-        rebinding it, the faults off, brings the balloon back to @target.
-        (Faults the hibernating kernel took after its snapshot are not in
-        the restored kernel's count.)"""
+    def after_faults(self, what, target, before, must_break):
+        """After @what with faults armed: the faults hit the driver's
+        callback (vb_restore(), thaw and restore alike; the freeze makes no
+        allocation). Then either the callback got through and the balloon
+        works, or it failed, the driver is broken and said so in one line,
+        and rebinding it, the faults off, brings the balloon back to
+        @target. (Faults the hibernating kernel took after its snapshot are
+        not in the restored kernel's count, but on its console.)"""
         g = self.g
         n = self.faults_off("failslab", ARMED)
         n += self.faults_off("fail_page_alloc", ARMED)
-        check(n >= 1, "%s: no armed fault was injected", what)
+        by = self.faults_by_caller()
+        by = {k: v - before.get(k, 0) for k, v in by.items()
+              if v != before.get(k, 0)}
         text = g.dmesg()
         lines = [ln for ln in text.splitlines() if DRIVER_FAIL.search(ln)]
         dbg = g.debugfs()
-        self.log("torture: faults: %s: %d injected, state %s, %s" % (
-            what, n, dbg.get("state"), lines[-1] if lines else "no line"))
-        check(dbg.get("state") == "broken", "%s: the driver is %s with every "
-              "allocation failing", what, dbg.get("state"))
+        self.log("torture: faults: %s: %d injected, by the driver's "
+                 "outermost frame %s; state %s, %s" % (
+                     what, n, by, dbg.get("state"),
+                     lines[-1] if len(lines) > self.expected_fail_lines
+                     else "no line"))
+        check(n >= 1, "%s: no armed fault was injected", what)
+        check(by.get("vb_restore", 0) > 0, "%s: no fault on vb_restore()'s "
+              "stack: %s", what, by)
+        if dbg.get("state") != "broken":
+            check(not must_break, "%s: the driver is %s with every "
+                  "allocation failing", what, dbg.get("state"))
+            check(len(lines) == self.expected_fail_lines,
+                  "%s: got through, yet logged %s", what,
+                  lines[self.expected_fail_lines:])
+            self.check_balloon(target, "faults: %s got through" % what)
+            self.check_data()
+            return
         check(len(lines) == self.expected_fail_lines + 1 and
               "%s: cannot" % what in lines[-1],
               "%s: %d driver failure lines, want 1 new from %s: %s", what,
@@ -534,16 +601,22 @@ class Torture:
         window = ["before"]
         rng = random.Random(self.rng.random())
 
+        errors = []
+
         def blow():
             while not stop.is_set():
+                proc, qmp = g.proc, g.qmp
                 try:
                     g.set_balloon(rng.randrange(0, MAX_BALLOON_MB + 1, 8))
                     sent[window[0]] = sent.get(window[0], 0) + 1
                 except vm.GuestError:
                     pass                    # QEMU gone, or not yet there
-                except (OSError, ValueError, AttributeError):
-                    if g.proc and g.proc.poll() is None and g.qmp:
-                        raise
+                except (OSError, ValueError, AttributeError) as e:
+                    # Of a QEMU that is up, and still the guest's: the
+                    # storm's own failure, raised again after join().
+                    if proc and proc.poll() is None and qmp is g.qmp:
+                        errors.append(e)
+                        return
                 stop.wait(0.05)
 
         def run():
@@ -561,6 +634,7 @@ class Torture:
             finally:
                 stop.set()
                 t.join()
+            check(not errors, "storm: QMP failed: %r", errors[:1])
             self.log("torture: storm: targets sent %s" % sent)
             for w in ("freeze and thaw", "hibernation", "restore"):
                 check(sent.get(w, 0) > 0, "storm: no target sent during "
@@ -620,6 +694,10 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
         seed = random.SystemRandom().randrange(1 << 31)
     log("torture: seed %d (repeat with --seed %d)" % (seed, seed))
     todo = phases or PHASES
+    unknown = set(todo) - set(PHASES)
+    if unknown:
+        raise ValueError("no such torture phase: %s (there are %s)" % (
+            ", ".join(sorted(unknown)), ", ".join(PHASES)))
     n = cycles if "cycles" in todo else 0
     taken = itertools.count()
     lock = threading.Lock()
@@ -635,7 +713,9 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
         def lane_log(msg):
             log(msg.replace("torture:", "torture[%d]:" % k, 1)
                 if lanes > 1 else msg)
-        t = Torture(make_guest, lane_log, random.Random(seed), reports[k])
+        # One lane in two with init_on_free, the others page poisoning.
+        t = Torture(make_guest, lane_log, random.Random(seed), reports[k],
+                    init_on_free=k % 2 == 1)
         try:
             for name in (todo if k == 0 else ["cycles"]):
                 t0 = time.monotonic()
