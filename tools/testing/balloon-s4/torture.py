@@ -656,6 +656,7 @@ class Torture:
                 target = self.rng.randrange(256, MAX_BALLOON_MB + 1, 16)
                 g.set_balloon(0)
                 self.check_balloon(0, "reload %d: empty" % i)
+                inflated = g.host.update().inflates
                 g.set_balloon(target)
                 # Somewhere in the inflate: wait for a random share of it.
                 share = self.rng.uniform(0.1, 0.6)
@@ -673,6 +674,20 @@ class Torture:
                       "reload %d: rmmod with %d of %d pages, not in the "
                       "middle of the inflate", i, held,
                       target * BPAGES_PER_MB)
+                # The host's side, which the read before rmmod cannot
+                # vouch for: the pages it got before remove deflated
+                # them all.
+                deadline = time.monotonic() + 30 * g.timeout_scale
+                while g.host.update().held:
+                    check(time.monotonic() < deadline, "reload %d: the "
+                          "host still holds %d pages after rmmod", i,
+                          len(g.host.held))
+                    time.sleep(0.5)
+                inflated = g.host.inflates - inflated
+                check(0 < inflated < target * BPAGES_PER_MB,
+                      "reload %d: the host got %d of %d pages before "
+                      "rmmod: not in the middle of the inflate", i,
+                      inflated, target * BPAGES_PER_MB)
                 total = scenarios.memtotal(g)
                 check(abs(total - self.base) <= MiB,
                       "reload %d: MemTotal %d after rmmod, was %d", i,
