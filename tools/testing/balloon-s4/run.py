@@ -108,6 +108,8 @@ def debug_kernel_info():
                 except (debug_kernel.DebugKernelError, OSError,
                         subprocess.SubprocessError) as e:
                     _DEBUG["error"] = str(e)
+                except Exception:                    # a harness bug
+                    _DEBUG["error"] = traceback.format_exc()
         return _DEBUG["info"]
 
 
