@@ -44,9 +44,9 @@ from scenarios import Failure, MiB, check
 
 BPAGES_PER_MB = scenarios.BPAGES_PER_MB
 # The workload: anonymous memory memwalk keeps rewriting and checking.
-WALK_MB = 96
+WALK_MB = 64
 WALK_STATE = "/tmp/memwalk.state"
-DATA_MB = 32
+DATA_MB = 16
 # The guests' memory before the debug kernel's extra (run.py), in MiB.
 # Below the scenarios' 1 GiB: the debug kernel's hibernation and restore
 # take time by the free page (preallocation, poisoning or clearing every
@@ -345,22 +345,35 @@ class Torture:
         self.log("torture: cycle %d: balloon %d MiB,%s host target %d MiB "
                  "at resume" % (i, before, " a thaw," if thaw else "",
                                 after))
+        times = []
+
+        def lap(what):
+            times.append("%s %.0f" % (what, time.monotonic() - t0 -
+                                      sum(float(t.split()[-1])
+                                          for t in times)))
         g.set_balloon(before)
         self.check_balloon(before, "cycle %d before" % i)
+        lap("inflate")
         if thaw:
             # The balloon stays through a thaw.
             g.sh(PM_TEST_DEVICES, timeout=300)
             self.check_balloon(before, "cycle %d after thaw" % i)
             self.r.thaws += 1
+            lap("thaw")
         g.hibernate()
+        lap("hibernate")
         rc = g.resume(balloon_mb=after)
         check(rc == 0, "cycle %d: echo disk returned %d", i, rc)
+        lap("resume")
         self.check_balloon(after, "cycle %d after restore" % i)
+        lap("balloon")
         self.check_data()
+        lap("data")
         self.leak_scan(scans=1)
+        lap("kmemleak")
         self.r.cycles += 1
-        self.log("torture: cycle %d done in %.0fs" % (
-            i, time.monotonic() - t0))
+        self.log("torture: cycle %d done in %.0fs (%s s)" % (
+            i, time.monotonic() - t0, ", ".join(times)))
 
     def cycles(self, take, lane):
         """Cycles until take() has no number left for another."""
