@@ -513,7 +513,11 @@ class Torture:
             g = self.g
             # An inflate round ends at its first failed allocation, and
             # one that got no page waits five seconds: one in a hundred
-            # keeps the inflate going, slower.
+            # keeps the inflate going, slower. The inflate and deflate
+            # paths make no slab allocation of their own (the page lists
+            # and the PFN array are the device's, one sg entry needs no
+            # indirect descriptor): failslab is armed for any that would
+            # appear, and its count is logged, not required.
             short = int(g.debugfs()["alloc_short"])
             self.faults_set("fail_page_alloc", 1, times)
             self.faults_set("failslab", 10, times)
