@@ -260,8 +260,14 @@ class Torture:
                 end = text.find("\n", m.start())
                 line = text[text.rfind("\n", 0, m.start()) + 1:
                             end if end >= 0 else len(text)]
-                if not DRIVER_FAIL.match(line.split("] ", 1)[-1]):
-                    bad.append((text, m.start()))
+                if DRIVER_FAIL.match(line.split("] ", 1)[-1]):
+                    continue
+                # The stack of a fault armed with verbose 2: the first
+                # frames past dump_stack are the injection's own.
+                if m.group(0) == "Call Trace" and "should_fail_ex+" in \
+                        "\n".join(text[m.start():].split("\n", 8)[:8]):
+                    continue
+                bad.append((text, m.start()))
         new = bad[self.splat_seen:]
         self.splat_seen = len(bad)
         self.r.splats += len(new)
