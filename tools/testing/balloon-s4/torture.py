@@ -664,9 +664,11 @@ class Torture:
                 except vm.GuestError:
                     pass                    # QEMU gone, or not yet there
                 except (OSError, ValueError, AttributeError) as e:
-                    # Of a QEMU that is up, and still the guest's: the
-                    # storm's own failure, raised again after join().
-                    if proc and proc.poll() is None and qmp is g.qmp:
+                    # Of a QEMU that is up, connected, and still the
+                    # guest's: the storm's own failure, raised again after
+                    # join().
+                    if proc and proc.poll() is None and qmp and \
+                            qmp is g.qmp:
                         errors.append(e)
                         return
                 stop.wait(0.05)
