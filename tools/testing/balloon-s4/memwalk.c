@@ -4,12 +4,13 @@
  *
  * Usage: bs4-memwalk MIB STATEFILE
  *
- * Maps MIB MiB of anonymous memory and walks it for ever, at nice 19: every 64-bit
- * word is checked against the value the previous pass wrote there, then
- * rewritten with the value of the next pass. The values depend on the
- * pass and the word's offset, so a page lost, swapped in wrong, handed to
- * the balloon while in use or restored from the wrong frame shows up as a
- * mismatch on the next pass, not only a page of zeroes.
+ * Maps MIB MiB of anonymous memory and walks it for ever, at nice 19:
+ * every 64-bit word is checked against the value the previous pass wrote
+ * there, then rewritten with the value of the next pass. The values
+ * depend on the pass and the word's offset, so a page lost, swapped in
+ * wrong, handed to the balloon while in use or restored from the wrong
+ * frame shows up as a mismatch on the next pass, not only a page of
+ * zeroes.
  *
  * STATEFILE is rewritten (by rename) after each pass with one line:
  *   "pass N errors 0 mib M"
@@ -84,13 +85,14 @@ int main(int argc, char **argv)
 	for (pass = 1; ; pass++) {
 		for (i = 0; i < n; i++) {
 			uint64_t want = word(pass - 1, i);
+			uint64_t got = mem[i];
 
-			if (mem[i] != want) {
+			if (got != want) {
 				snprintf(line, sizeof(line),
 					 "MISMATCH pass %llu offset %llu got %016llx want %016llx\n",
 					 (unsigned long long)pass,
 					 (unsigned long long)(i * sizeof(*mem)),
-					 (unsigned long long)mem[i],
+					 (unsigned long long)got,
 					 (unsigned long long)want);
 				state(argv[2], line);
 				fputs(line, stderr);

@@ -73,7 +73,7 @@ FAULTS = "/sys/kernel/debug"
 FAULT_LINE = "FAULT_INJECTION: forcing a failure."
 # Not the frames the unwinder is unsure of ("? fn+0x.."): stale return
 # addresses, of functions that are not running.
-OUR_FRAME = re.compile(r"\]\s+(\w+)\+0x[0-9a-f]+/0x[0-9a-f]+ "
+OUR_FRAME = re.compile(r"\]\s+([\w.]+)\+0x[0-9a-f]+/0x[0-9a-f]+ "
                        r"\[virtio_balloon\]")
 # The driver's one line for a failure it handled (vb_send_failed(),
 # vb_restore()'s err_broken, remove of a broken device).
@@ -88,6 +88,8 @@ class Report:
     def __init__(self, seed):
         self.seed = seed
         self.cycles = 0
+        # Cycles whose step failed: with those that passed, all of them.
+        self.cycles_failed = 0
         self.thaws = 0
         self.faults = 0
         self.handled = 0
@@ -101,8 +103,8 @@ class Report:
 
     def add(self, other):
         """Count @other's (another lane's) figures in too."""
-        for k in ("cycles", "thaws", "faults", "handled", "leaks", "splats",
-                  "checksum", "abandoned_mb"):
+        for k in ("cycles", "cycles_failed", "thaws", "faults", "handled",
+                  "leaks", "splats", "checksum", "abandoned_mb"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         self.failures += other.failures
         self.details += other.details
@@ -139,6 +141,8 @@ class Torture:
         self.g = None
         self.name = None
         self.boot_kw = {}
+        # Guests booted again after a failed step, for their names.
+        self.again = 0
         # The debug guests boot with page poisoning, which takes over from
         # init_on_free: page_poison=0, after it, leaves init_on_free on.
         self.init_on_free = init_on_free
@@ -265,7 +269,8 @@ class Torture:
                 # The stack of a fault armed with verbose 2: the first
                 # frames past dump_stack are the injection's own.
                 if m.group(0) == "Call Trace" and "should_fail_ex+" in \
-                        "\n".join(text[m.start():].split("\n", 8)[:8]):
+                        "\n".join(text[m.start():m.start() + 2000].split(
+                            "\n", 8)[:8]):
                     continue
                 bad.append((text, m.start()))
         new = bad[self.splat_seen:]
@@ -319,9 +324,10 @@ class Torture:
             else:
                 self.log("torture: FAIL %s: %s" % (what, e))
                 self.r.details.append("%s: %s" % (what, e))
-            # The leaks of a guest still up, counted before it goes.
+            # The leaks of a guest that still answers, counted before it
+            # goes (one that does not would only time out).
             try:
-                if self.g.proc.poll() is None:
+                if isinstance(e, Failure) and self.g.proc.poll() is None:
                     self.leak_scan()
             except Failure as leak:
                 self.r.details.append("%s: %s" % (what, leak))
@@ -332,7 +338,9 @@ class Torture:
             except Exception:                       # noqa: BLE001
                 pass
             self.g = None
-            self.boot(self.name + "-again", **self.boot_kw)
+            self.again += 1
+            self.boot("%s-again%d" % (self.name.split("-again")[0],
+                                      self.again), **self.boot_kw)
             return False
 
     # -- phases ------------------------------------------------------
@@ -387,7 +395,8 @@ class Torture:
         if i is not None:
             self.boot("cycles-%d" % lane)
         while i is not None:
-            self.step("cycle %d" % i, lambda i=i: self.cycle(i))
+            if not self.step("cycle %d" % i, lambda i=i: self.cycle(i)):
+                self.r.cycles_failed += 1
             i = take()
 
     def oom(self):
@@ -407,17 +416,18 @@ class Torture:
                 avail, want))
             # Past what the heuristic lets one mmap() have (more than
             # MemTotal, with no swap): the pages are what must run out.
-            g.sh("echo 1 > /proc/sys/vm/overcommit_memory && "
-                 "bs4-memwalk %d /tmp/oom.state >/tmp/oom.log 2>&1 &" %
-                 want)
+            g.sh("echo 1 > /proc/sys/vm/overcommit_memory")
+            pid = int(g.sh("bs4-memwalk %d /tmp/oom.state >/tmp/oom.log "
+                           "2>&1 & echo $!" % want).split()[-1])
             deadline = time.monotonic() + 300 * g.timeout_scale
             while True:
                 st = g.sh("cat /tmp/oom.state 2>/dev/null; echo; "
-                          "pidof bs4-memwalk | wc -w")
+                          "kill -0 %d && echo running" % pid)
                 if "MISMATCH" in st:
                     self.r.checksum += 1
                     raise Failure("oom workload: %s" % st.strip())
-                check(st.split()[-1] == "2", "the oom workload is gone: %s",
+                check(st.split()[-1] == "running",
+                      "the oom workload is gone: %s",
                       g.sh("cat /tmp/oom.log; dmesg | tail -5"))
                 if re.search(r"pass [1-9]", st):
                     break
@@ -438,10 +448,8 @@ class Torture:
             self.log("torture: oom: balloon %d -> %.1f MiB, %s bpages "
                      "to the OOM notifier" % (balloon, now,
                                               dbg["oom_deflated"]))
-            # The newer of the two is the OOM workload.
-            g.sh("kill $(pidof bs4-memwalk | tr ' ' '\\n' | sort -n | "
-                 "tail -1); sleep 1; swapon /dev/vda; "
-                 "echo 0 > /proc/sys/vm/overcommit_memory")
+            g.sh("kill %d; sleep 1; swapon /dev/vda; "
+                 "echo 0 > /proc/sys/vm/overcommit_memory" % pid)
             scenarios.check_host(g, "oom: after: ")
             self.check_data()
         self.step("oom", run)
@@ -534,7 +542,11 @@ class Torture:
             self.faults_set("fail_page_alloc", 1, times)
             self.faults_set("failslab", 10, times)
             g.set_balloon(384)
-            g.wait_balloon(None, timeout=120, stable=10)
+            got = g.wait_balloon(None, timeout=120, stable=10)
+            # Past its failed allocations: each costs a round, not the
+            # inflate.
+            check(got >= 192, "faults: the inflate stopped at %.1f of 384 "
+                  "MiB", got)
             g.set_balloon(64)
             self.check_balloon(64, "faults: deflate with faults")
             n = self.faults_off("fail_page_alloc", times)
@@ -604,9 +616,11 @@ class Torture:
                      what, n, by, dbg.get("state"),
                      lines[-1] if len(lines) > self.expected_fail_lines
                      else "no line"))
-        check(n >= 1, "%s: no armed fault was injected", what)
-        check(by.get("vb_restore", 0) > 0, "%s: no fault on vb_restore()'s "
-              "stack: %s", what, by)
+        # Below 100%, a thaw may draw no failure at all.
+        check(n >= 1 or not must_break, "%s: no armed fault was injected",
+              what)
+        check(by.get("vb_restore", 0) > 0 or not n, "%s: no fault on "
+              "vb_restore()'s stack: %s", what, by)
         if dbg.get("state") != "broken":
             check(not must_break, "%s: the driver is %s with every "
                   "allocation failing", what, dbg.get("state"))
@@ -663,7 +677,7 @@ class Torture:
                     sent[window[0]] = sent.get(window[0], 0) + 1
                 except vm.GuestError:
                     pass                    # QEMU gone, or not yet there
-                except (OSError, ValueError, AttributeError) as e:
+                except Exception as e:              # noqa: BLE001
                     # Of a QEMU that is up, connected, and still the
                     # guest's: the storm's own failure, raised again after
                     # join().
@@ -776,12 +790,16 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
             i = next(taken)
         return i if i < n else None
 
+    # Lanes past the first only take cycles.
+    lanes = lanes if n else 1
     reports = [Report(seed) for _ in range(lanes)]
+    log_lock = threading.Lock()
 
     def lane(k):
         def lane_log(msg):
-            log(msg.replace("torture:", "torture[%d]:" % k, 1)
-                if lanes > 1 else msg)
+            with log_lock:
+                log(msg.replace("torture:", "torture[%d]:" % k, 1)
+                    if lanes > 1 else msg)
         # One lane in two with init_on_free, the others page poisoning.
         t = Torture(make_guest, lane_log, random.Random(seed), reports[k],
                     init_on_free=k % 2 == 1)
@@ -798,10 +816,14 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
         except (Failure, vm.GuestError) as e:
             # A guest that could not even boot: this lane cannot go on.
             t.fail("boot", e)
-        except Exception:                                # harness bug
+        except BaseException:           # a harness bug, a failed build
+            # (SystemExit), which a thread would drop unseen
             t.fail("harness", traceback.format_exc())
         finally:
-            t.close()
+            try:
+                t.close()
+            except BaseException:
+                t.fail("harness", traceback.format_exc())
 
     threads = [threading.Thread(target=lane, args=(k,)) for k in
                range(lanes)]
@@ -812,4 +834,7 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
     r = reports[0]
     for other in reports[1:]:
         r.add(other)
+    if r.cycles + r.cycles_failed < n:
+        r.failures.append("%d of %d cycles never ran" % (
+            n - r.cycles - r.cycles_failed, n))
     return r
