@@ -53,12 +53,7 @@ static void state(const char *path, const char *line)
 
 int main(int argc, char **argv)
 {
-	/*
-	 * volatile: every pass must really read what the last one wrote,
-	 * not what the compiler knows it wrote.
-	 */
-	volatile uint64_t *mem;
-	uint64_t pass, i, n;
+	uint64_t pass, i, n, *mem;
 	char line[256];
 	size_t bytes;
 
@@ -76,13 +71,18 @@ int main(int argc, char **argv)
 	n = bytes / sizeof(*mem);
 	mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == (volatile uint64_t *)MAP_FAILED) {
+	if (mem == MAP_FAILED) {
 		perror("mmap");
 		return 1;
 	}
 	for (i = 0; i < n; i++)
 		mem[i] = word(0, i);
 	for (pass = 1; ; pass++) {
+		/*
+		 * A compiler barrier: each pass must read what is in memory,
+		 * not what the compiler knows the last pass stored there.
+		 */
+		__asm__ __volatile__("" : : "r" (mem) : "memory");
 		for (i = 0; i < n; i++) {
 			uint64_t want = word(pass - 1, i);
 			uint64_t got = mem[i];
