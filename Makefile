@@ -11,7 +11,8 @@
 #                        (GUEST=debian: a Debian 12 guest with systemd)
 #   make torture         the driver on a KASAN/lockdep/kmemleak guest kernel:
 #                        hibernate cycles, OOM, fault injection, a target
-#                        storm, reload (SEED=, CYCLES=, PHASES=)
+#                        storm, reload (SEED=, CYCLES=, PHASES=, LANES=,
+#                        QUICK=1: one reload, the faulted thaw at 100%)
 #   make bench           this virtio_balloon against the in-tree one
 #                        (CELLS=1024:90,4096:80: only those cells;
 #                        SERIES=6.12,sid: those guest kernels;
@@ -92,7 +93,9 @@ torture: deps
 	python3 $(TESTDIR)/run.py torture --build-dir $(BUILD_DIR) \
 		$(if $(SEED),--seed $(SEED)) \
 		$(if $(CYCLES),--cycles $(CYCLES)) \
-		$(if $(PHASES),--phases $(PHASES))
+		$(if $(PHASES),--phases $(PHASES)) \
+		$(if $(LANES),--lanes $(LANES)) \
+		$(if $(filter 1,$(QUICK)),--quick)
 
 kunit: deps
 	python3 $(TESTDIR)/run.py check --only kunit --build-dir $(BUILD_DIR)

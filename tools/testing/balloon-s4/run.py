@@ -546,9 +546,9 @@ class Runner:
             clean()
 
     def torture_smoke(self, make_guest):
-        """A short make torture, one test: every phase once, two cycles,
-        a fixed seed. It passes when the report counts no failure, leak,
-        splat or checksum failure."""
+        """A short make torture, one test: every phase once, quick (see
+        torture.run()), one cycle, a fixed seed. It passes when the report
+        counts no failure, leak, splat or checksum failure."""
         t0 = time.monotonic()
         if not debug_kernel_info():
             self.record(TORTURE_SMOKE, False, "no debug kernel: %s" %
@@ -556,7 +556,8 @@ class Runner:
             return {}
         # One lane: the rest of make check has the other core.
         rep = torture.run(self._on_kernel(make_guest, DEBUG), log,
-                          seed=TORTURE_SMOKE_SEED, cycles=2, lanes=1)
+                          seed=TORTURE_SMOKE_SEED, cycles=1, lanes=1,
+                          quick=True)
         self.record(TORTURE_SMOKE, not rep.bad(), "%s (%.0fs)" % (
             "; ".join(rep.lines()), time.monotonic() - t0))
         return {}
@@ -751,7 +752,8 @@ def cmd_torture(args):
         return 1
     _, make_guest = r.guest_setup({})
     rep = torture.run(Runner._on_kernel(make_guest, DEBUG), log,
-                      seed=args.seed, cycles=args.cycles, phases=phases)
+                      seed=args.seed, cycles=args.cycles, phases=phases,
+                      lanes=args.lanes, quick=args.quick)
     log("")
     log("torture on %s, %.0f min:" % (guest_kernel(DEBUG),
                                       (time.monotonic() - t0) / 60))
@@ -772,6 +774,14 @@ def main():
     ap.add_argument("--phases", metavar="NAME,...",
                     help="torture: only these of faults, oom, storm, "
                          "reload, cycles")
+    ap.add_argument("--quick", action="store_true",
+                    help="torture: one reload, and the faulted thaw only "
+                         "with every allocation failing (make check's "
+                         "smoke run is --quick --lanes 1 --cycles 1 "
+                         "--seed 1)")
+    ap.add_argument("--lanes", type=int, default=torture.LANES,
+                    help="torture: guests taking cycles at once "
+                         "(default %d)" % torture.LANES)
     ap.add_argument("--iterations", type=int, default=2,
                     help="bench: rounds of the whole matrix (default 2)")
     ap.add_argument("--cells", metavar="MIB:PCT,...",

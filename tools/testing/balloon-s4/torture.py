@@ -133,8 +133,11 @@ class Report:
 class Torture:
     """One guest at a time, checked after every step."""
 
-    def __init__(self, make_guest, log, rng, report, init_on_free=False):
+    def __init__(self, make_guest, log, rng, report, init_on_free=False,
+                 quick=False):
         self.make_guest = make_guest
+        # make check's smoke run: each path once, not each variant.
+        self.quick = quick
         self.log = log
         self.rng = rng
         self.r = report
@@ -574,8 +577,9 @@ class Torture:
         self.step("faults: thaw, every allocation failing",
                   lambda: thaw(100))
         prob = self.rng.choice([20, 35, 50])
-        self.step("faults: thaw, %d%% of allocations failing" % prob,
-                  lambda: thaw(prob))
+        if not self.quick:
+            self.step("faults: thaw, %d%% of allocations failing" % prob,
+                      lambda: thaw(prob))
 
         # A guest of its own: the broken device's pages stay out of use.
         self.boot("faults-restore", mem_mb=scenarios.MEM_MB)
@@ -715,9 +719,10 @@ class Torture:
 
     # -- module reload mid-inflate -----------------------------------
 
-    def reload(self, n=3):
+    def reload(self):
         self.boot("reload")
         g = self.g
+        n = 1 if self.quick else 3
 
         def run():
             for i in range(n):
@@ -768,14 +773,18 @@ class Torture:
         self.step("reload", run)
 
 
-def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
+def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES,
+        quick=False):
     """The torture run; returns its Report. @phases: names to run
     (default all): cycles, oom, faults, storm, reload. The first lane
     runs the phases other than cycles, then joins the others in taking
-    the cycles one by one."""
+    the cycles one by one. @quick: one reload, and the faults phase's
+    thaw only with every allocation failing."""
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
-    log("torture: seed %d (repeat with --seed %d)" % (seed, seed))
+    log("torture: seed %d (repeat with --seed %d%s%s)" % (
+        seed, seed, " --lanes %d" % lanes if lanes != LANES else "",
+        " --quick" if quick else ""))
     todo = phases or PHASES
     unknown = set(todo) - set(PHASES)
     if unknown:
@@ -802,7 +811,7 @@ def run(make_guest, log, seed=None, cycles=50, phases=None, lanes=LANES):
                     if lanes > 1 else msg)
         # One lane in two with init_on_free, the others page poisoning.
         t = Torture(make_guest, lane_log, random.Random(seed), reports[k],
-                    init_on_free=k % 2 == 1)
+                    init_on_free=k % 2 == 1, quick=quick)
         try:
             for name in (todo if k == 0 else ["cycles"]):
                 t0 = time.monotonic()
