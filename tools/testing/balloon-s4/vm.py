@@ -579,8 +579,10 @@ class Guest:
             # The command answering means hibernation failed in the guest.
             m = done.search(self.rxbuf)
             if m:
-                self.fail("hibernation failed in the guest (rc %s)"
-                          % m.group(1).decode())
+                # Its answer taken: nothing left to resume.
+                self.pending = None
+                self.fail("hibernation failed in the guest (rc %s): %s"
+                          % (m.group(1).decode(), self._hibernate_why(m)))
             self.watch_console()
             try:
                 self.rxbuf += self.agent.recv(65536)
@@ -594,6 +596,26 @@ class Guest:
         if re.search(rb"@@BS4 %d " % self.pending, self.rxbuf):
             raise GuestError("hibernation returned instead of powering off")
         return t
+
+    # The kernel's lines that say which step of a hibernation failed.
+    HIB_WHY = re.compile(r"PM: |hibernat|swsusp|Freezing|failed|[Ee]rror")
+
+    def _hibernate_why(self, answer):
+        """For a hibernation that returned (@answer: its match in rxbuf):
+        the shell's error and the kernel's lines about this attempt, from
+        its last "hibernation entry" on, in one line; the console tail is
+        long, and a summary may cut it."""
+        said = self.rxbuf[:answer.start()].decode(errors="replace")
+        try:
+            _, log = self.run("dmesg | tail -n 200", timeout=30)
+            lines = log.splitlines()
+            start = max((i for i, ln in enumerate(lines)
+                         if "hibernation entry" in ln), default=0)
+            why = [ln for ln in lines[start:] if self.HIB_WHY.search(ln)]
+        except (GuestError, OSError) as e:
+            why = ["(no dmesg: %s)" % str(e).split("\n", 1)[0]]
+        return " | ".join(ln.strip() for ln in said.splitlines() + why[-8:]
+                          if ln.strip())
 
     # -- measurements --------------------------------------------------
 
