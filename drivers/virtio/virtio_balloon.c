@@ -1702,10 +1702,10 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
  * counters (vb_hib_need()), takes S as every page in use, no credit for
  * reclaim, and gives back (deflates, telling the host, which is the host
  * that keeps running while the image is made) what (A) and (A') lack,
- * plus a margin for what user space, still running at that point,
- * allocates before it is frozen. It then reads the counters again and,
- * while (A') is still short because the per-CPU lists took part of the
- * give-back, gives back the shortfall found then, in at most
+ * plus room for what is allocated before the kernel counts again, when
+ * it starts to preallocate. It then reads the counters again and,
+ * while (A') is still short of that room because the per-CPU lists took
+ * part of the give-back, gives back the shortfall found then, in at most
  * VB_HIB_PASSES - 1 more passes. At freeze, after the preallocation and
  * its reclaim, vb_hib_freeze() measures the image: the estimate made at
  * PM_HIBERNATION_PREPARE, moved by what the counters of pages in use
@@ -1734,7 +1734,7 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
 #define VB_HIB_IO_PAGES		((4UL << 20) >> PAGE_SHIFT)	/* PAGES_FOR_IO */
 #define VB_HIB_SPARE_PAGES	((1UL << 20) >> PAGE_SHIFT)	/* reserved_size */
 #define VB_THAW_RESERVE_PAGES	((1UL << 20) >> PAGE_SHIFT)
-/* The margin of (A) and the shrinker's budget, as a share of the image. */
+/* The room of (A) and (A') and the shrinker's budget: a share of the image. */
 #define VB_HIB_MARGIN_DIV	40
 #define VB_HIB_PASSES		3
 /*
@@ -1754,7 +1754,11 @@ static bool vb_thaw_reserve_release(struct vb_dev *vb)
 #define VB_HIB_WRITE_MARGIN	64
 /* QUARANTINE_FRACTION of mm/kasan/quarantine.c, which no header exports. */
 #define VB_HIB_KASAN_QUARANTINE_DIV	32
-/* What user space allocates before it is frozen, beyond 1/40 of the image. */
+/*
+ * Pages allocated between PM_HIBERNATION_PREPARE and the preallocation's
+ * count that stay in use, beyond 1/40 of the image: (A) and (A') keep
+ * room for that many (see vb_hib_need()).
+ */
 #define VB_HIB_PREALLOC_SLACK	256
 /* The shrinker: pages per call, and its budget beyond 1/40 of the image. */
 #define VB_HIB_SHRINK_BATCH	32
@@ -1831,7 +1835,7 @@ struct vb_hib_mem {
  * struct vb_hib_need - what a guest lacks to make and write its image
  * @image: the estimated image, every page in use.
  * @prealloc: pages short for the preallocation, checks (A) and (A'),
- *	margin included if asked for.
+ *	with their room for what is allocated before the kernel counts.
  * @write: pages short for the copy and the write, check (B), for @image;
  *	logged only: the give-back for it waits for the freeze, which knows
  *	what reclaim took.
@@ -1903,8 +1907,6 @@ static long vb_hib_write_short(const struct vb_hib_mem *m,
  * vb_hib_need() - pages the guest lacks to preallocate its image
  * @m: the guest's memory, see struct vb_hib_mem.
  * @n: filled in, see struct vb_hib_need.
- * @margin: add the margin; a later pass, which makes up only for what
- *	the per-CPU lists took of the first, does not.
  *
  * The image is taken as every page in use, the kernel's own included: an
  * upper bound. With image_size 0 the kernel asks reclaim for what it can
@@ -1917,13 +1919,13 @@ static long vb_hib_write_short(const struct vb_hib_mem *m,
  * headroom" to hold; 0 if they already do.
  */
 static unsigned long vb_hib_need(const struct vb_hib_mem *m,
-				 struct vb_hib_need *n, bool margin)
+				 struct vb_hib_need *n)
 {
 	unsigned long have = m->guest + m->kernel;
 	unsigned long free = m->free + m->pcp;
 	unsigned long used = m->guest > free ? m->guest - free : 0;
 	unsigned long bm = vb_hib_bitmap(m);
-	unsigned long want, got, short_a;
+	unsigned long want, got, room, short_a;
 
 	/*
 	 * Whatever a KASAN quarantine holds when the image is made is in it
@@ -1936,6 +1938,19 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	n->image = used + m->kernel + m->quarantine;
 	n->write = max(vb_hib_write_short(m, n->image, ULONG_MAX), 0L);
 	/*
+	 * Both checks must still hold when the kernel counts again, at the
+	 * start of the preallocation: the sync and the freezing of user
+	 * space allocate meanwhile, and what they keep (slab, and on a KASAN
+	 * kernel a quarantine whose limit grows with the pages given back)
+	 * is neither free nor reclaimable then: each such page costs two on
+	 * the doubled sides below, and two given back to make up for. So
+	 * each check keeps room for 1/40 of the image and
+	 * VB_HIB_PREALLOC_SLACK pages, at every pass: a later pass that asked
+	 * only for the bare check would let the per-CPU lists keep the room
+	 * of the first.
+	 */
+	room = 2 * (n->image / VB_HIB_MARGIN_DIV + VB_HIB_PREALLOC_SLACK);
+	/*
 	 * (A), both sides doubled: 2 * (free - R - the bitmaps the kernel
 	 * allocates first) >= H - TR + metadata (two bitmaps) +
 	 * PAGES_FOR_IO + 4 * reserved_size, each page given back adding two
@@ -1944,21 +1959,19 @@ static unsigned long vb_hib_need(const struct vb_hib_mem *m,
 	 * "+ 1" does not cover towards less.
 	 */
 	want = have + 2 * m->reserve + 12 * bm + VB_HIB_IO_PAGES +
-	       4 * VB_HIB_SPARE_PAGES;
+	       4 * VB_HIB_SPARE_PAGES + room;
 	got = 2 * free + m->totalreserve;
 	short_a = want <= got ? 0 : want - got;
 	/*
 	 * (A'): the same alloc against what the first stage may take,
 	 * buddy free + reclaimable as found after the bitmaps, doubled. The
 	 * same bitmap count, but per-zone rounding may make the kernel's a
-	 * few pages more: the margin covers that.
+	 * few pages more: the room covers that.
 	 */
-	want = have + 12 * bm + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES;
+	want = have + 12 * bm + VB_HIB_IO_PAGES + 4 * VB_HIB_SPARE_PAGES +
+	       room;
 	got = 2 * (m->free + m->reclaimable) + m->totalreserve;
 	n->prealloc = max(short_a, want <= got ? 0 : want - got);
-	if (n->prealloc && margin)
-		n->prealloc += n->image / VB_HIB_MARGIN_DIV +
-			       VB_HIB_PREALLOC_SLACK;
 	return n->prealloc;
 }
 
@@ -2168,7 +2181,6 @@ static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
  * @vb: the balloon.
  * @m: the guest's memory now.
  * @n: filled in with what vb_hib_need() found in @m.
- * @margin: passed on to vb_hib_need().
  *
  * Deflates, telling the host, the pages vb_hib_need() asks for (scaled by
  * hib_give_pct), or the whole balloon if it holds fewer: with an empty
@@ -2181,13 +2193,13 @@ static unsigned int vb_hib_take_back(struct vb_dev *vb, unsigned long pages)
  */
 static unsigned int vb_hib_give_back(struct vb_dev *vb,
 				     const struct vb_hib_mem *m,
-				     struct vb_hib_need *n, bool margin)
+				     struct vb_hib_need *n)
 {
 	unsigned long need;
 	unsigned int done;
 
 	lockdep_assert_held(&vb->lock);
-	need = div_u64((u64)vb_hib_need(m, n, margin) *
+	need = div_u64((u64)vb_hib_need(m, n) *
 		       min(READ_ONCE(hib_give_pct), 100U), 100);
 	done = vb_hib_deflate(vb, need);
 	if (done)
@@ -2344,7 +2356,7 @@ static void vb_hib_unserve(struct vb_dev *vb)
  * @vb: the balloon.
  *
  * Gives back what vb_hib_need() finds short, then, while the per-CPU
- * lists keep part of it from the buddy lists, that part again (see
+ * lists keep part of it from the buddy lists, twice that part (see
  * "Hibernation headroom"); logs the first pass's numbers and the total in
  * one line; gives the hibernation shrinker its budget (vb_hib_budget());
  * and has the next freeze measure the image (vb_hib_freeze()). With
@@ -2367,7 +2379,7 @@ static void vb_hib_prepare(struct vb_dev *vb)
 	}
 	vb_hib_mem_read(vb, &m0);
 	vb->hib_given = 0;
-	done = vb_hib_give_back(vb, &m0, &first, true);
+	done = vb_hib_give_back(vb, &m0, &first);
 	/* Given back, the pages are free: they change neither number. */
 	vb->hib_image0 = first.image;
 	vb->hib_counted0 = m0.counted;
@@ -2375,10 +2387,10 @@ static void vb_hib_prepare(struct vb_dev *vb)
 	need = first.prealloc * pct / 100;
 	for (pass = 1; pass < VB_HIB_PASSES && pct == 100 && done; pass++) {
 		vb_hib_mem_read(vb, &m);
-		vb_hib_need(&m, &n, false);
+		vb_hib_need(&m, &n);
 		if (!n.prealloc || !vb->num_bpages)
 			break;
-		step = vb_hib_give_back(vb, &m, &n, false);
+		step = vb_hib_give_back(vb, &m, &n);
 		if (!step)
 			break;
 		done += step;
