@@ -382,6 +382,7 @@ class Torture:
         rc = g.resume(balloon_mb=after)
         check(rc == 0, "cycle %d: echo disk returned %d", i, rc)
         lap("resume")
+        scenarios.wait_drop_done(g, "cycle %d" % i)
         self.check_balloon(after, "cycle %d after restore" % i)
         lap("balloon")
         self.check_data()
@@ -712,6 +713,7 @@ class Torture:
                 check(sent.get(w, 0) > 0, "storm: no target sent during "
                       "the %s", w)
             final = self.rng.randrange(0, MAX_BALLOON_MB + 1, 16)
+            scenarios.wait_drop_done(g, "storm")
             g.set_balloon(final)
             self.check_balloon(final, "storm: settled")
             self.check_data()
